@@ -13,4 +13,4 @@ mod state;
 
 pub use grpc::ResourceService;
 pub use machine::{Outcome, ResourceMachine, TransitionError};
-pub use state::{Health, HookError, ResourceHook, State, Status};
+pub use state::{Health, HookError, ResourceHook, State, StateOnly, Status};

@@ -127,3 +127,14 @@ pub trait ResourceHook: Send + Sync + 'static {
     /// Moves the resource from `from` to `to`.
     fn enter(&self, from: State, to: State) -> impl Future<Output = Result<(), HookError>> + Send;
 }
+
+/// A hook with no work to do: transitions only record the state. For a
+/// resource whose host-side work is not built yet, and for tests of callers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StateOnly;
+
+impl ResourceHook for StateOnly {
+    async fn enter(&self, _from: State, _to: State) -> Result<(), HookError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! tandemctl: the operator CLI over the daemons' gRPC APIs (what
+//! `cl_status`, `hb_standby` and `ipvsadm -L` were to the old stack).
+//! It only talks gRPC; it never changes the host itself.
+
+mod resource;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Operate tandem's daemons over gRPC.
+#[derive(Parser)]
+#[command(name = "tandemctl", version)]
+struct Cli {
+    #[command(flatten)]
+    target: target::TargetFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a resource daemon's state, epoch and health.
+    Status,
+    /// Move a resource daemon to a state under an ownership epoch.
+    Transition {
+        /// The state to reach.
+        state: resource::StateArg,
+        /// The ownership epoch (hbd's term); lower than the highest seen is refused.
+        #[arg(long)]
+        epoch: u64,
+    },
+    /// Print the resource's status now and on every change.
+    Watch {
+        /// Stop after this many updates.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Ask the daemon's grpc.health.v1 service; exits 1 unless SERVING.
+    Health {
+        /// Service to ask about; empty for the daemon as a whole.
+        #[arg(default_value = "")]
+        service: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tandemctl: starting tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tandemctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let channel = cli.target.connect().await?;
+    match cli.command {
+        Command::Status => resource::status(channel).await,
+        Command::Transition { state, epoch } => resource::transition(channel, state, epoch).await,
+        Command::Watch { count } => resource::watch(channel, count).await,
+        Command::Health { service } => resource::health(channel, service).await,
+    }
+}

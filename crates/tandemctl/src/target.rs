@@ -1,0 +1,62 @@
+//! Which daemon to talk to, and how: its Unix socket, or TCP with mutual TLS.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tandem_daemon::client::{self, ClientTls};
+use tonic::transport::Channel;
+
+/// Flags that pick the daemon.
+#[derive(clap::Args)]
+pub struct TargetFlags {
+    /// Daemon whose default socket (/run/tandem/<NAME>.sock) to use.
+    #[arg(long, short = 'd', default_value = "hbd", value_name = "NAME")]
+    daemon: String,
+    /// Unix socket to use instead of the daemon's default.
+    #[arg(long, value_name = "PATH", conflicts_with = "tcp")]
+    socket: Option<PathBuf>,
+    /// Reach the daemon over TCP with mutual TLS at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["tls_ca", "tls_cert", "tls_key"])]
+    tcp: Option<String>,
+    /// PEM CA that signed the daemon's certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Name expected in the daemon's certificate (default: the --daemon name).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+}
+
+impl TargetFlags {
+    /// Opens a channel to the chosen daemon.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        if let (Some(addr), Some(ca), Some(cert), Some(key)) =
+            (&self.tcp, &self.tls_ca, &self.tls_cert, &self.tls_key)
+        {
+            let tls = ClientTls {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                server_name: self
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| self.daemon.clone()),
+            };
+            return client::connect_tcp(addr, &tls)
+                .await
+                .with_context(|| format!("connecting to {} over TCP", self.daemon));
+        }
+        let socket = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/run/tandem/{}.sock", self.daemon)));
+        client::connect_unix(&socket)
+            .await
+            .with_context(|| format!("connecting to {}", self.daemon))
+    }
+}
