@@ -1,0 +1,101 @@
+//! Running the workspace's own binaries (the daemons, tandemctl) as real
+//! processes, stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The path of workspace binary `name`, next to the running test's target
+/// directory. Panics with the command to run when it has not been built.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`; `cargo xtask test` does this)",
+        path.display()
+    );
+    path
+}
+
+/// A daemon process, killed on drop if still running.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts workspace binary `name` with `args` (stdout and stderr inherited, so
+    /// its logs appear with a failing test's output).
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        let child = Command::new(binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `socket` accepts connections (or panics after 10 s, or if the
+    /// process exited).
+    pub fn wait_for_socket(&mut self, socket: &Path) {
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "daemon exited before serving {}: {status}",
+                    socket.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not accept connections within 10 s",
+            socket.display()
+        );
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid()).expect("pid fits i32"))
+            .expect("a live child has a pid");
+        rustix::process::kill_process(pid, signal).expect("signalling the daemon");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code, or `None` if still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let steps = limit.as_millis() / 20;
+        for _ in 0..=steps {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

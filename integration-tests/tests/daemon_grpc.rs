@@ -1,0 +1,279 @@
+//! Real daemon processes, reached by real gRPC clients: over the Unix socket
+//! and over TCP with mutual TLS (refused without a certificate from the
+//! configured CA); config errors under `--check-config`; SIGHUP and SIGTERM.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tandem_daemon::client::{ClientTls, connect_tcp, connect_unix};
+use tandem_integration_tests::pki::TestPki;
+use tandem_integration_tests::process::{Daemon, binary};
+use tandem_proto::resource::v1 as pb;
+use tandem_proto::resource::v1::resource_client::ResourceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get_status(channel: Channel) -> Result<pb::ResourceStatus, tonic::Status> {
+    ResourceClient::new(channel)
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A TLS channel presenting `identity` (or none); connect errors count as refusals.
+async fn tls_status(
+    addr: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<pb::ResourceStatus, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+        .domain_name("vipd");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ));
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    get_status(channel).await.map_err(|e| format!("call: {e}"))
+}
+
+#[tokio::test]
+async fn unix_and_mutual_tls_clients_reach_get_status_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "vipd");
+    let socket = dir.path().join("vipd.sock");
+    let addr = format!("127.0.0.1:{}", free_tcp_port());
+    let mut vipd = Daemon::start(
+        "vipd",
+        &[
+            "--listen",
+            socket.to_str().unwrap(),
+            "--tcp-listen",
+            &addr,
+            "--tls-cert",
+            pki.server.0.to_str().unwrap(),
+            "--tls-key",
+            pki.server.1.to_str().unwrap(),
+            "--tls-client-ca",
+            pki.ca.to_str().unwrap(),
+        ],
+    );
+    vipd.wait_for_socket(&socket);
+
+    let over_unix = get_status(connect_unix(&socket).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (over_unix.name.as_str(), over_unix.state()),
+        ("vipd", pb::State::Stopped)
+    );
+
+    let client_tls = ClientTls {
+        ca: pki.ca.clone(),
+        cert: pki.client.0.clone(),
+        key: pki.client.1.clone(),
+        server_name: "vipd".into(),
+    };
+    let over_tcp = get_status(connect_tcp(&addr, &client_tls).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(over_tcp.name, "vipd");
+
+    let anonymous = tls_status(&addr, &pki.ca, None).await;
+    assert!(
+        anonymous.is_err(),
+        "a TLS client without a certificate was served: {anonymous:?}"
+    );
+    let rogue = tls_status(
+        &addr,
+        &pki.ca,
+        Some((&pki.rogue_client.0, &pki.rogue_client.1)),
+    )
+    .await;
+    assert!(
+        rogue.is_err(),
+        "a client certificate from another CA was accepted: {rogue:?}"
+    );
+
+    let plaintext = async {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await;
+        match channel {
+            Ok(channel) => get_status(channel).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let plaintext = tokio::time::timeout(Duration::from_secs(10), plaintext).await;
+    assert!(!matches!(plaintext, Ok(Ok(_))), "plaintext TCP was served");
+}
+
+#[tokio::test]
+async fn a_transition_over_the_socket_is_seen_by_a_second_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipvsd.sock");
+    let mut ipvsd = Daemon::start("ipvsd", &["--listen", socket.to_str().unwrap()]);
+    ipvsd.wait_for_socket(&socket);
+    let mut client = ResourceClient::new(connect_unix(&socket).await.unwrap());
+    let mut watch = client
+        .watch_status(pb::WatchStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().state(),
+        pb::State::Stopped
+    );
+
+    let reply = client
+        .transition(pb::TransitionRequest {
+            target: pb::State::Standby.into(),
+            epoch: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.changed);
+    let stale = client
+        .transition(pb::TransitionRequest {
+            target: pb::State::Active.into(),
+            epoch: 2,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition);
+
+    let mut last = watch.message().await.unwrap().unwrap();
+    while last.state() != pb::State::Standby {
+        last = watch.message().await.unwrap().unwrap();
+    }
+    assert_eq!(last.epoch, 3);
+}
+
+fn check_config(config: &str, dir: &Path) -> (i32, String) {
+    let path = dir.join("checkd.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary("checkd"))
+        .args(["--check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_config_names_file_line_and_field_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("never.sock");
+    let file = dir.path().join("checkd.yaml");
+    let file = file.display();
+    let cases = [
+        (
+            "unknown field",
+            format!(
+                "daemon:\n  socket: {}\n  metric_listen: 127.0.0.1:9100\n",
+                socket.display()
+            ),
+            3,
+            "daemon.metric_listen",
+        ),
+        (
+            "wrong type",
+            format!("daemon:\n  socket: {}\n  log_format: 7\n", socket.display()),
+            3,
+            "daemon.log_format",
+        ),
+        (
+            "bad address",
+            format!(
+                "daemon:\n  socket: {}\n  metrics_listen: 198.51.100.300:9100\n",
+                socket.display()
+            ),
+            3,
+            "daemon.metrics_listen",
+        ),
+    ];
+    for (what, config, line, field) in cases {
+        let (code, text) = check_config(&config, dir.path());
+        assert_eq!(code, 78, "{what}: exit code; output: {text}");
+        assert!(
+            text.contains(&format!("{file}:{line}:")),
+            "{what}: no file:line in {text}"
+        );
+        assert!(
+            text.contains(&format!("field `{field}`")),
+            "{what}: no field in {text}"
+        );
+        assert!(!socket.exists(), "{what}: something started");
+    }
+    let (code, text) = check_config(
+        &format!("daemon:\n  socket: {}\n", socket.display()),
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("config OK"), "{text}");
+    assert!(!socket.exists(), "--check-config started the daemon");
+}
+
+#[test]
+fn tcp_without_mutual_tls_is_refused_at_startup() {
+    let out = Command::new(binary("vipd"))
+        .args(["--check-config", "--tcp-listen", "127.0.0.1:7443"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only with mutual TLS"));
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("checkd.sock");
+    let config = dir.path().join("checkd.yaml");
+    std::fs::write(
+        &config,
+        format!("daemon:\n  socket: {}\n", socket.display()),
+    )
+    .unwrap();
+    let mut checkd = Daemon::start("checkd", &["--config", config.to_str().unwrap()]);
+    checkd.wait_for_socket(&socket);
+
+    std::fs::write(&config, "daemon:\n  sockett: nope\n").unwrap();
+    checkd.signal(rustix::process::Signal::HUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        checkd.is_running(),
+        "a bad config on SIGHUP stopped the daemon"
+    );
+    get_status(connect_unix(&socket).await.unwrap())
+        .await
+        .unwrap();
+
+    checkd.signal(rustix::process::Signal::TERM);
+    let status = checkd
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(!socket.exists(), "the socket file was left behind");
+}
