@@ -169,10 +169,8 @@ impl Netns {
             return;
         };
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                    let _gone = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
+            if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
+                let _gone = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
     }

@@ -2,6 +2,11 @@
 //! server reflection the way grpcurl is — lists a daemon's services over its
 //! Unix socket, checks grpc.health.v1 and calls GetStatus.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -2,6 +2,11 @@
 //! and over TCP with mutual TLS (refused without a certificate from the
 //! configured CA); config errors under `--check-config`; SIGHUP and SIGTERM.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

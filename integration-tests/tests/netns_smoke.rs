@@ -1,13 +1,19 @@
 //! Tier 2 smoke: the harness builds a LAN of namespaces that exchange real
 //! UDP, and tears it down, even when the test panics.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::net::UdpSocket;
 use std::time::Duration;
 
 use tandem_integration_tests::netns::{Lan, run};
 
 fn namespaces() -> String {
-    String::from_utf8(run("ip", &["netns", "list"]).unwrap().stdout).unwrap()
+    let out = run("ip", &["netns", "list"]).expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
