@@ -56,9 +56,10 @@ struct Counts {
     skipped: u64,
 }
 
-/// Parses `Summary [ 1.2s] 13 tests run: 12 passed, 1 failed, 0 skipped`.
+/// Parses `Summary [ 1.2s] 13 tests run: 12 passed, 1 failed, 0 skipped`
+/// (or `1 test run: …`).
 fn parse_summary(line: &str) -> Option<Counts> {
-    let (_, tail) = line.split_once("tests run:")?;
+    let (_, tail) = line.split_once(" run:")?;
     let mut counts = Counts::default();
     for part in tail.split(',') {
         let mut words = part.split_whitespace();
@@ -192,6 +193,8 @@ mod tests {
             parse_summary("Summary [ 9s] 3 tests run: 1 passed, 1 timed out, 1 failed, 0 skipped")
                 .unwrap();
         assert_eq!((c.passed, c.failed), (1, 2));
+        let c = parse_summary("Summary [ 5.7s] 1 test run: 1 passed, 0 skipped").unwrap();
+        assert_eq!((c.passed, c.failed), (1, 0));
         assert!(parse_summary("PASS [0.1s] foo").is_none());
     }
 }
