@@ -75,23 +75,6 @@ pub fn run(program: &str, args: &[&str]) -> Result<Output, NetnsError> {
     Ok(output)
 }
 
-/// Panics with a clear message unless the process runs as root: namespace
-/// and VM tests must fail, not pass, where they cannot run.
-pub fn require_root() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        });
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
-        "this test needs root (network namespaces): run `cargo xtask test` as root"
-    );
-}
-
 /// Checks `cidr` is `a.b.c.d/len` inside a test range.
 pub fn check_test_address(cidr: &str) -> Result<Ipv4Addr, NetnsError> {
     let bad = || NetnsError::Address(cidr.to_owned());

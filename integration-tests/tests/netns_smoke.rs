@@ -18,7 +18,7 @@ fn namespaces() -> String {
 
 #[test]
 fn two_namespaces_exchange_udp() {
-    tandem_integration_tests::netns::require_root();
+    tandem_integration_tests::require_root();
     let lan = Lan::new("udp").unwrap();
     let a = lan.host("a", "198.51.100.11/24").unwrap();
     let b = lan.host("b", "198.51.100.12/24").unwrap();
@@ -49,7 +49,7 @@ fn two_namespaces_exchange_udp() {
 
 #[test]
 fn namespaces_are_removed_even_after_a_panic() {
-    tandem_integration_tests::netns::require_root();
+    tandem_integration_tests::require_root();
     let mut names = Vec::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let lan = Lan::new("panic").unwrap();

@@ -12,23 +12,9 @@ use tandem_integration_tests::vm;
 
 const HOW_TO_RUN: &str = "needs root and the VM tools: run `cargo xtask test` as root";
 
-/// Whether this process runs as root (effective uid 0), read from procfs.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let uids = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))?
-                .to_owned();
-            uids.split_whitespace().nth(1).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn guest_has_ipvs_and_reports_status_and_output() {
-    assert!(is_root(), "the VM smoke test {HOW_TO_RUN}");
+    tandem_integration_tests::require_root();
     let script = "\
 echo first-line
 grep '^ip_vs ' /proc/modules || echo 'ip_vs NOT LOADED'
