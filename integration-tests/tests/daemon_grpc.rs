@@ -282,3 +282,70 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     assert_eq!(status.code(), Some(0));
     assert!(!socket.exists(), "the socket file was left behind");
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let socket = dir.path().join("hbd.sock");
+    let child = Command::new(binary("hbd"))
+        .args(["--listen", socket.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .spawn()
+        .unwrap();
+    let mut hbd = ChildGuard(child);
+
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 512];
+    while !heard.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        let n = listener.recv(&mut buf).expect("a notification within 10 s");
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(heard[0].contains("READY=1"), "first notification: {heard:?}");
+
+    let pid = rustix::process::Pid::from_raw(i32::try_from(hbd.0.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    loop {
+        let n = listener.recv(&mut buf).expect("STOPPING=1 within 10 s");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(hbd.0.wait().unwrap().code(), Some(0));
+}
+
+/// Kills the child on drop, so a failed assertion leaves nothing running.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_example_config_in_deploy_passes_check_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let daemon = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let out = Command::new(binary(&daemon))
+            .args(["--check-config", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "one example per daemon in {}", dir.display());
+}
