@@ -38,7 +38,8 @@ pub trait Daemon: Sized + Send + Sync + 'static {
     /// Builds the daemon from a validated config, registering its metrics.
     fn build(config: &Self::Config, registry: &mut Registry) -> Result<Self, BoxError>;
     /// The gRPC services it serves (health and reflection are added).
-    fn services(&self) -> Services;
+    /// Streams should end when `shutdown` is cancelled.
+    fn services(&self, shutdown: &CancellationToken) -> Services;
     /// Applies a new, already validated config (SIGHUP).
     fn reload(&self, config: Self::Config) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
@@ -232,7 +233,9 @@ pub async fn run<D: Daemon>(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), Failure> {
-    let router = Router::new(daemon.services())
+    let services = daemon.services(&shutdown);
+    let names = services.names().to_vec();
+    let router = Router::new(services)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let mut servers = JoinSet::new();
@@ -264,10 +267,10 @@ pub async fn run<D: Daemon>(
         }
     }
     systemd::stopping();
-    for name in daemon.services().names() {
+    for name in names {
         router
             .health()
-            .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
             .await;
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

@@ -9,6 +9,7 @@
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
 use tandem_daemon::{BareConfig, Daemon, Services};
+use tokio_util::sync::CancellationToken;
 
 /// The hbd daemon.
 pub struct Hbd;
@@ -21,7 +22,7 @@ impl Daemon for Hbd {
         Ok(Self)
     }
 
-    fn services(&self) -> Services {
+    fn services(&self, _shutdown: &CancellationToken) -> Services {
         Services::new()
     }
 

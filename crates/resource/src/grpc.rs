@@ -6,6 +6,7 @@ use std::pin::Pin;
 use tandem_proto::resource::v1 as pb;
 use tandem_proto::resource::v1::resource_server::{Resource, ResourceServer};
 use tokio_stream::{Stream, StreamExt, wrappers::WatchStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::machine::{ResourceMachine, TransitionError};
@@ -14,12 +15,14 @@ use crate::state::{ResourceHook, State};
 /// The gRPC face of a [`ResourceMachine`].
 pub struct ResourceService<H> {
     machine: ResourceMachine<H>,
+    shutdown: CancellationToken,
 }
 
 impl<H: ResourceHook> ResourceService<H> {
-    /// A service over `machine`.
-    pub fn new(machine: ResourceMachine<H>) -> Self {
-        Self { machine }
+    /// A service over `machine`; `WatchStatus` streams end (with status OK)
+    /// when `shutdown` is cancelled, so a stopping daemon does not wait on them.
+    pub fn new(machine: ResourceMachine<H>, shutdown: CancellationToken) -> Self {
+        Self { machine, shutdown }
     }
 
     /// The tonic server wrapper, ready to add to a router.
@@ -74,7 +77,9 @@ impl<H: ResourceHook> Resource for ResourceService<H> {
         &self,
         _request: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        let stream = WatchStream::new(self.machine.subscribe()).map(|s| Ok(s.to_wire()));
+        let updates = WatchStream::new(self.machine.subscribe()).map(|s| Ok(s.to_wire()));
+        let stream =
+            futures_util::StreamExt::take_until(updates, self.shutdown.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -96,7 +101,10 @@ mod tests {
     }
 
     fn service() -> ResourceService<Refuses> {
-        ResourceService::new(ResourceMachine::new("svc", Refuses))
+        ResourceService::new(
+            ResourceMachine::new("svc", Refuses),
+            CancellationToken::new(),
+        )
     }
 
     fn req(target: pb::State, epoch: u64) -> Request<pb::TransitionRequest> {
@@ -147,5 +155,19 @@ mod tests {
             .into_inner();
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first.state(), pb::State::Standby);
+    }
+
+    #[tokio::test]
+    async fn watch_ends_when_the_daemon_shuts_down() {
+        let shutdown = CancellationToken::new();
+        let svc = ResourceService::new(ResourceMachine::new("svc", Refuses), shutdown.clone());
+        let mut stream = svc
+            .watch_status(Request::new(pb::WatchStatusRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(stream.next().await.is_some());
+        shutdown.cancel();
+        assert!(stream.next().await.is_none());
     }
 }

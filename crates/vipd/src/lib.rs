@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
 use tandem_daemon::{BareConfig, Daemon, Services};
 use tandem_resource::{ResourceMachine, ResourceService, StateOnly};
+use tokio_util::sync::CancellationToken;
 
 /// The vipd daemon.
 pub struct Vipd {
@@ -27,8 +28,9 @@ impl Daemon for Vipd {
         })
     }
 
-    fn services(&self) -> Services {
-        Services::new().with(ResourceService::new(self.machine.clone()).into_server())
+    fn services(&self, shutdown: &CancellationToken) -> Services {
+        let resource = ResourceService::new(self.machine.clone(), shutdown.clone());
+        Services::new().with(resource.into_server())
     }
 
     async fn reload(&self, _config: BareConfig) -> Result<(), BoxError> {
