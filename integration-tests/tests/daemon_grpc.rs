@@ -357,3 +357,50 @@ fn every_example_config_in_deploy_passes_check_config() {
     }
     assert_eq!(checked, 4, "one example per daemon in {}", dir.display());
 }
+
+/// A plain HTTP/1.1 GET over a real TCP socket; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipvsd.sock");
+    let addr = format!("127.0.0.1:{}", free_tcp_port());
+    let mut ipvsd = Daemon::start(
+        "ipvsd",
+        &[
+            "--listen",
+            socket.to_str().unwrap(),
+            "--metrics-listen",
+            &addr,
+        ],
+    );
+    ipvsd.wait_for_socket(&socket);
+
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("application/openmetrics-text"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tandem_build_info{daemon=\"ipvsd\",version=\""),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));
+}
