@@ -260,10 +260,14 @@ pub async fn run<D: Daemon>(
 
     let mut failure = None;
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         Some(ended) = servers.join_next() => {
-            failure = Some(server_failure(ended));
-            shutdown.cancel();
+            // A server that ended because shutdown began is not a failure.
+            if !shutdown.is_cancelled() {
+                failure = Some(server_failure(ended));
+                shutdown.cancel();
+            }
         }
     }
     systemd::stopping();
