@@ -6,6 +6,8 @@
 //! Today ipvsd serves the resource contract (`tandem.resource.v1`) with
 //! transitions that only record state: its host-side work is issue #5.
 
+pub mod ipvs;
+
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
 use tandem_daemon::{BareConfig, Daemon, Services};
