@@ -5,6 +5,7 @@
 //! is torn down on drop, panics included. It never touches the host's own
 //! links.
 
+pub mod guest;
 pub mod netns;
 pub mod pki;
 pub mod process;

@@ -167,9 +167,19 @@ fn service_attr(service: &Service) -> Result<Nlattr<u16, Buffer>, EncodeError> {
     attrs.push(attr(svc::TIMEOUT, service.timeout)?);
     attrs.push(attr(
         svc::NETMASK,
-        Buffer::from(service.netmask.to_be_bytes().to_vec()),
+        Buffer::from(netmask_bytes(service.key.family(), service.netmask).to_vec()),
     )?);
     nest(cmd_attr::SERVICE, &attrs)
+}
+
+/// The persistence netmask's bytes: IPv4 carries the mask in network order
+/// (`__be32`); IPv6 carries the prefix length, which the kernel compares as
+/// a host-order number (1..=128).
+fn netmask_bytes(family: Family, netmask: u32) -> [u8; 4] {
+    match family {
+        Family::V4 => netmask.to_be_bytes(),
+        Family::V6 => netmask.to_ne_bytes(),
+    }
 }
 
 fn forward_bits(forward: Forward) -> u32 {
@@ -340,6 +350,35 @@ pub fn del_daemon(role: SyncRole) -> Result<Request, EncodeError> {
 /// Dump the running sync daemons.
 pub fn get_daemons() -> Result<Request, EncodeError> {
     message(cmd::GET_DAEMON, Vec::new(), true)
+}
+
+/// The generic netlink controller's family id (`GENL_ID_CTRL`).
+pub const GENL_ID_CTRL: u16 = 0x10;
+const CTRL_CMD_GETFAMILY: u8 = 3;
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+
+/// Asks the controller for the id of family `name` (send to [`GENL_ID_CTRL`]).
+pub fn get_family(name: &str) -> Result<Request, EncodeError> {
+    let genl = GenlmsghdrBuilder::default()
+        .cmd(CTRL_CMD_GETFAMILY)
+        .version(2)
+        .attrs(
+            std::iter::once(attr(CTRL_ATTR_FAMILY_NAME, name)?)
+                .collect::<GenlBuffer<u16, Buffer>>(),
+        )
+        .build()
+        .map_err(enc)?;
+    Ok(Request { genl, dump: false })
+}
+
+/// Reads the family id from the controller's reply.
+pub fn parse_family_id(genl: &Genl) -> Result<u16, DecodeError> {
+    required(
+        u16_of("family", &top(genl)?, CTRL_ATTR_FAMILY_ID)?,
+        "family",
+        "CTRL_ATTR_FAMILY_ID",
+    )
 }
 
 /// Wraps `req` in a netlink header for family `family_id` with sequence `seq`.
@@ -563,9 +602,11 @@ pub fn parse_service(genl: &Genl) -> Result<ServiceEntry, DecodeError> {
         .unwrap_or(0);
     let netmask = raw(&s, svc::NETMASK)
         .and_then(|b| b.get(..4))
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .unwrap_or(0);
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| match key.family() {
+            Family::V4 => u32::from_be_bytes(b),
+            Family::V6 => u32::from_ne_bytes(b),
+        });
     Ok(ServiceEntry {
         service: Service {
             key,

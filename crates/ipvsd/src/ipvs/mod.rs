@@ -12,5 +12,7 @@
 //! It never decides what the table should hold: that is the reconciler's job.
 
 pub mod abi;
+pub mod client;
 pub mod codec;
+pub mod exchange;
 pub mod types;

@@ -100,6 +100,21 @@ fn new_dest_matches_the_abi() {
 }
 
 #[test]
+fn ipv6_persistence_netmask_is_a_host_order_prefix_length() {
+    // Seen from the kernel (Debian 6.1, ipvsadm 1.31): `ipvsadm -A -t
+    // [2001:db8::10]:443` stores 128 as a native u32; IPv4 masks are be32.
+    let mut s = vip_http();
+    s.key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: "2001:db8::10".parse().unwrap(),
+        port: 443,
+    };
+    s.netmask = 128;
+    let out = bytes(new_service(&s).unwrap(), 1);
+    assert_eq!(&out[out.len() - 4..], &128u32.to_ne_bytes());
+}
+
+#[test]
 fn dumps_carry_the_dump_flag() {
     let out = bytes(get_services().unwrap(), 2);
     // 16 + 4: no attributes; flags REQUEST | ACK | NLM_F_DUMP (0x300).

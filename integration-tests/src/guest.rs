@@ -1,0 +1,48 @@
+//! Running one test's body inside the kernel VM: on the host, [`run_in_vm`]
+//! boots the VM and re-runs this very test binary there (`--exact NAME`)
+//! with `TANDEM_IN_VM=1`; in the guest, the same call runs the body. So a VM
+//! test is one ordinary `#[test]`: no `#[ignore]`, nothing skipped.
+
+use std::time::Duration;
+
+/// Set in the guest's environment for the re-run test binary.
+pub const IN_VM: &str = "TANDEM_IN_VM";
+
+/// Runs `body` in the VM as test `name` (its path in this test binary, e.g.
+/// `reads_what_ipvsadm_wrote`); fails the test if it fails there.
+pub fn run_in_vm(name: &str, timeout: Duration, body: impl FnOnce()) {
+    if std::env::var_os(IN_VM).is_some() {
+        body();
+        return;
+    }
+    crate::require_root();
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script = format!(
+        "{IN_VM}=1 RUST_BACKTRACE=1 '{}' --exact '{name}' --nocapture --test-threads 1",
+        exe.display()
+    );
+    let out = crate::vm::run(&script, timeout).unwrap_or_else(|e| panic!("VM run of {name}: {e}"));
+    println!("--- guest output of {name} ---\n{}", out.output);
+    assert_eq!(out.status, 0, "{name} failed in the VM (output above)");
+    assert!(
+        out.output.contains("test result: ok. 1 passed"),
+        "{name} did not run in the VM (output above)"
+    );
+}
+
+/// Runs shell commands in the guest (from a test body) with `set -ex` and
+/// returns their stdout; panics with stderr (which traces each command)
+/// when one fails.
+pub fn sh(command: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-exc", command])
+        .output()
+        .unwrap_or_else(|e| panic!("running `{command}`: {e}"));
+    assert!(
+        out.status.success(),
+        "`{command}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
