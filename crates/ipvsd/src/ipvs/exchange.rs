@@ -48,7 +48,7 @@ impl Exchange {
     /// Whether `req` may start now: a dump waits until nothing else is in
     /// flight, and nothing starts while a dump runs.
     pub fn can_start(&self, req: &Request) -> bool {
-        self.dump.is_none() && !(req.dump && !self.pending.is_empty())
+        self.dump.is_none() && (!req.dump || self.pending.is_empty())
     }
 
     /// Registers `req` and appends its wire bytes to `out`; returns its sequence number.
