@@ -1,0 +1,216 @@
+//! Benchmark: ipvsd's netlink client against `ipvsadm` in one VM boot (the
+//! host has no IPVS). Prints figures and ratios; asserts nothing about speed.
+//!
+//! (a) load 1,000 services x 10 reals into an empty table: `ipvsadm -R`
+//!     versus one pipelined `IpvsClient::execute`;
+//! (b) change one real's weight: per-operation cost with a 10-real table and
+//!     with the 10,000-real table (should not depend on table size);
+//! (c) dump the whole table: `ipvsadm-save -n` versus `IpvsClient::table`.
+//!
+//! Run: `cargo bench -p tandem-integration-tests --bench ipvs_table` (root).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark: a panic is the failure report"
+)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tandem_integration_tests::guest::IN_VM;
+use tandem_ipvsd::ipvs::client::IpvsClient;
+use tandem_ipvsd::ipvs::codec::{self, Request};
+use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
+use tokio::time::Instant;
+
+const SERVICES: u16 = 1000;
+const REALS: u8 = 10;
+const TRIALS: usize = 3;
+
+fn key(i: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: "198.51.100.10".parse().unwrap(),
+        port: 10_000 + i,
+    }
+}
+
+fn real(r: u8, weight: i32) -> Dest {
+    Dest {
+        addr: format!("203.0.113.{}", r + 1).parse().unwrap(),
+        port: 80,
+        forward: Forward::Route,
+        tunnel: Tunnel::Ipip,
+        weight,
+        upper: 0,
+        lower: 0,
+    }
+}
+
+fn requests(services: u16) -> Vec<Request> {
+    let mut out = Vec::new();
+    for i in 0..services {
+        let service = Service {
+            key: key(i),
+            scheduler: "wlc".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: u32::MAX,
+            pe_name: None,
+        };
+        out.push(codec::new_service(&service).unwrap());
+        for r in 0..REALS {
+            out.push(codec::new_dest(&key(i), &real(r, 1)).unwrap());
+        }
+    }
+    out
+}
+
+fn rules(services: u16) -> String {
+    let mut text = String::new();
+    for i in 0..services {
+        text.push_str(&format!("-A -t 198.51.100.10:{} -s wlc\n", 10_000 + i));
+        for r in 0..REALS {
+            text.push_str(&format!(
+                "-a -t 198.51.100.10:{} -r 203.0.113.{}:80 -g -w 1\n",
+                10_000 + i,
+                r + 1
+            ));
+        }
+    }
+    text
+}
+
+fn run(cmd: &str, stdin: Option<&str>) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "{cmd} failed");
+    start.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median per-operation time of `n` weight changes on service 0's first real.
+async fn edit_cost(ipvs: &mut IpvsClient, n: usize) -> Duration {
+    let mut each = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        ipvs.edit_dest(&key(0), &real(0, 1 + (i % 2) as i32))
+            .await
+            .unwrap();
+        each.push(start.elapsed());
+    }
+    median(each)
+}
+
+async fn in_guest() {
+    let text = rules(SERVICES);
+    let mut ipvs = IpvsClient::connect().await.unwrap();
+    let (mut peer, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..TRIALS {
+        run("ipvsadm -C", None);
+        peer.push(run("ipvsadm -R", Some(&text)));
+        run("ipvsadm -C", None);
+        let batch = requests(SERVICES);
+        let start = Instant::now();
+        let outcomes = ipvs.execute(batch).await.unwrap();
+        ours.push(start.elapsed());
+        assert!(outcomes.iter().all(Result::is_ok));
+    }
+    let (peer_load, our_load) = (median(peer), median(ours));
+
+    let (mut peer, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..TRIALS {
+        peer.push(run("ipvsadm-save -n", None));
+        let start = Instant::now();
+        let table = ipvs.table().await.unwrap();
+        ours.push(start.elapsed());
+        assert_eq!(table.len(), usize::from(SERVICES));
+    }
+    let (peer_dump, our_dump) = (median(peer), median(ours));
+
+    let noops: Vec<Request> = (0..usize::from(SERVICES) * (1 + usize::from(REALS)))
+        .map(|_| codec::get_info().unwrap())
+        .collect();
+    let start = Instant::now();
+    ipvs.execute(noops).await.unwrap();
+    let floor = start.elapsed();
+
+    let big = edit_cost(&mut ipvs, 1000).await;
+    run("ipvsadm -C", None);
+    ipvs.execute(requests(1)).await.unwrap();
+    let small = edit_cost(&mut ipvs, 1000).await;
+
+    println!(
+        "ipvs_table: {SERVICES} services x {REALS} reals, medians of {TRIALS} (one VM boot, TCG)"
+    );
+    println!(
+        "(a) load:  ipvsadm -R {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
+        ms(peer_load),
+        ms(our_load),
+        peer_load.as_secs_f64() / our_load.as_secs_f64()
+    );
+    println!(
+        "    floor: the same number of GET_INFO requests, pipelined: {:.1} ms",
+        ms(floor)
+    );
+    println!(
+        "(b) edit one weight: {:.3} ms with {} reals, {:.3} ms with {} reals   ratio {:.2}",
+        ms(small),
+        REALS,
+        ms(big),
+        usize::from(SERVICES) * usize::from(REALS),
+        big.as_secs_f64() / small.as_secs_f64()
+    );
+    println!(
+        "(c) dump:  ipvsadm-save -n {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
+        ms(peer_dump),
+        ms(our_dump),
+        peer_dump.as_secs_f64() / our_dump.as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::var_os(IN_VM).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(in_guest());
+        return;
+    }
+    tandem_integration_tests::require_root();
+    let exe = std::env::current_exe().unwrap();
+    let out = tandem_integration_tests::vm::run(
+        &format!("{IN_VM}=1 '{}' --bench", exe.display()),
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    print!("{}", out.output);
+    assert_eq!(out.status, 0, "the benchmark failed in the VM");
+}
