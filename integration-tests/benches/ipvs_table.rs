@@ -205,12 +205,7 @@ fn main() {
         return;
     }
     tandem_integration_tests::require_root();
-    let exe = std::env::current_exe().unwrap();
-    let out = tandem_integration_tests::vm::run(
-        &format!("{IN_VM}=1 '{}' --bench", exe.display()),
-        Duration::from_secs(900),
-    )
-    .unwrap();
+    let out = tandem_integration_tests::guest::run_self_in_vm("--bench", Duration::from_secs(900));
     print!("{}", out.output);
     assert_eq!(out.status, 0, "the benchmark failed in the VM");
 }

@@ -16,18 +16,34 @@ pub fn run_in_vm(name: &str, timeout: Duration, body: impl FnOnce()) {
         return;
     }
     crate::require_root();
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let script = format!(
-        "{IN_VM}=1 RUST_BACKTRACE=1 '{}' --exact '{name}' --nocapture --test-threads 1",
-        exe.display()
-    );
-    let out = crate::vm::run(&script, timeout).unwrap_or_else(|e| panic!("VM run of {name}: {e}"));
+    let args = format!("--exact '{name}' --nocapture --test-threads 1");
+    let out = run_self_in_vm(&args, timeout);
     println!("--- guest output of {name} ---\n{}", out.output);
     assert_eq!(out.status, 0, "{name} failed in the VM (output above)");
     assert!(
         out.output.contains("test result: ok. 1 passed"),
         "{name} did not run in the VM (output above)"
     );
+}
+
+/// Boots the VM and runs the current executable there with `args` and
+/// `TANDEM_IN_VM=1`. The executable is first copied into the VM cache
+/// directory: the guest sees the host's root read-only but has its own empty
+/// `/tmp`, where a clone (and so its `target/`) may live.
+pub fn run_self_in_vm(args: &str, timeout: Duration) -> crate::vm::VmOutput {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let vm = crate::vm::prepare().unwrap_or_else(|e| panic!("preparing the VM: {e}"));
+    let staged_dir = vm.cache_dir.join("exec");
+    std::fs::create_dir_all(&staged_dir).expect("creating the VM's exec directory");
+    let name = exe
+        .file_name()
+        .map_or_else(|| "test".into(), |n| n.to_string_lossy().into_owned());
+    let staged = staged_dir.join(format!("{name}-{}", std::process::id()));
+    std::fs::copy(&exe, &staged).unwrap_or_else(|e| panic!("staging {}: {e}", exe.display()));
+    let script = format!("{IN_VM}=1 RUST_BACKTRACE=1 '{}' {args}", staged.display());
+    let result = vm.run(&script, timeout);
+    let _ = std::fs::remove_file(&staged);
+    result.unwrap_or_else(|e| panic!("VM run of {name} {args}: {e}"))
 }
 
 /// Runs shell commands in the guest (from a test body) with `set -ex` and
