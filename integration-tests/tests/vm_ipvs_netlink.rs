@@ -349,3 +349,55 @@ fn sync_daemons_timeouts_and_a_pipelined_bulk_load() {
         },
     );
 }
+
+#[test]
+fn reconcile_adopts_the_kernel_table_and_repairs_drift() {
+    use tandem_ipvsd::backend::{Backend, KernelBackend};
+    use tandem_ipvsd::reconcile::reconcile;
+
+    run_in_vm(
+        "reconcile_adopts_the_kernel_table_and_repairs_drift",
+        VM_TIMEOUT,
+        || {
+            // The seed's /etc/sysconfig/ipvsadm rules, on test addresses.
+            sh("ipvsadm -A -t 198.51.100.10:80 -s rr
+            ipvsadm -a -t 198.51.100.10:80 -r 198.51.100.11:80 -i
+            ipvsadm -a -t 198.51.100.10:80 -r 198.51.100.12:80 -i
+            ipvsadm -a -t 198.51.100.10:80 -r 198.51.100.101:80 -i
+            ipvsadm -a -t 198.51.100.10:80 -r 198.51.100.102:80 -i
+            ipvsadm -a -t 198.51.100.10:80 -r 198.51.100.103:80 -i");
+            block_on(async {
+                let mut kernel = KernelBackend::connect().await.unwrap();
+                let desired = kernel.read().await.unwrap();
+                assert_eq!((desired.services.len(), desired.dest_count()), (1, 5));
+
+                // Restart adoption: the kernel already has what we want.
+                let adopted = reconcile(&mut kernel, &desired, false).await.unwrap();
+                assert!(
+                    adopted.plan.is_empty(),
+                    "adoption issued {:?}",
+                    adopted.plan
+                );
+
+                // Drift: a real removed and a weight changed by hand.
+                sh("ipvsadm -d -t 198.51.100.10:80 -r 198.51.100.102:80
+                ipvsadm -e -t 198.51.100.10:80 -r 198.51.100.103:80 -i -w 7");
+                let shown = reconcile(&mut kernel, &desired, true).await.unwrap();
+                assert_eq!(shown.plan.len(), 2, "{:?}", shown.plan);
+                assert!(
+                    sh("ipvsadm-save -n").contains("198.51.100.103:80 -i -w 7"),
+                    "a dry run changed the kernel"
+                );
+                let repaired = reconcile(&mut kernel, &desired, false).await.unwrap();
+                assert!(
+                    repaired.converged() && repaired.applied.len() == 2,
+                    "{repaired:?}"
+                );
+                let text = sh("ipvsadm-save -n");
+                assert!(text.contains("-r 198.51.100.102:80 -i -w 1"), "{text}");
+                assert!(text.contains("-r 198.51.100.103:80 -i -w 1"), "{text}");
+                assert_eq!(kernel.read().await.unwrap(), desired);
+            });
+        },
+    );
+}

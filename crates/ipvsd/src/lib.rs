@@ -6,7 +6,11 @@
 //! Today ipvsd serves the resource contract (`tandem.resource.v1`) with
 //! transitions that only record state: its host-side work is issue #5.
 
+pub mod backend;
 pub mod ipvs;
+pub mod plan;
+pub mod reconcile;
+pub mod table;
 
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
