@@ -401,3 +401,60 @@ fn reconcile_adopts_the_kernel_table_and_repairs_drift() {
         },
     );
 }
+
+#[test]
+fn exported_rules_are_byte_identical_to_ipvsadm_save() {
+    use tandem_ipvsd::backend::{Backend, KernelBackend};
+    use tandem_ipvsd::reconcile::reconcile;
+    use tandem_ipvsd::rules;
+
+    run_in_vm(
+        "exported_rules_are_byte_identical_to_ipvsadm_save",
+        VM_TIMEOUT,
+        || {
+            let rules_text = "\
+-A -t 198.51.100.10:80 -s wrr -p 600 -M 255.255.255.0
+-a -t 198.51.100.10:80 -r 198.51.100.101:8080 -m -w 3 -x 100 -y 10
+-a -t 198.51.100.10:80 -r 198.51.100.102:80 -g -w 1
+-a -t 198.51.100.10:80 -r 10.0.0.7:80 -i -w 2
+-a -t 198.51.100.10:80 -r 203.0.113.104:80 -i -w 0 --tun-type gue --tun-port 6080 --tun-csum
+-A -u 203.0.113.53:53 -s sh -o -b sh-fallback,sh-port
+-a -u 203.0.113.53:53 -r 203.0.113.101:53 -m -w 5
+-A -t 10.9.9.9:443 -s mh -b mh-port
+-A --sctp-service 198.51.100.10:3868 -s nq
+-A -t [2001:db8::10]:443 -s lc -p 120 -M 64
+-a -t [2001:db8::10]:443 -r [2001:db8::101]:443 -g -w 7
+-A -f 7 -s rr
+-a -f 7 -r 198.51.100.103:0 -i -w 1 --tun-type gre --tun-nocsum
+-A -f 9 -6 -s fo
+";
+            let desired = rules::import(rules_text).unwrap();
+            block_on(async {
+                let mut kernel = KernelBackend::connect().await.unwrap();
+                let report = reconcile(&mut kernel, &desired, false).await.unwrap();
+                assert!(report.converged(), "{report:?}");
+                let ours = rules::export(&kernel.read().await.unwrap());
+                let theirs = sh("ipvsadm-save -n");
+                assert_eq!(ours, theirs, "export differs from ipvsadm-save -n");
+                // And what ipvsadm -R loads from our export is the same table.
+                sh("ipvsadm -C");
+                let mut restore = std::process::Command::new("ipvsadm")
+                    .arg("-R")
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::io::Write::write_all(&mut restore.stdin.take().unwrap(), ours.as_bytes())
+                    .unwrap();
+                assert!(restore.wait().unwrap().success());
+                // The same table, but for thresholds: ipvsadm-save never prints -x/-y.
+                let mut without_thresholds = desired.clone();
+                for spec in without_thresholds.services.values_mut() {
+                    for d in spec.dests.values_mut() {
+                        (d.upper, d.lower) = (0, 0);
+                    }
+                }
+                assert_eq!(kernel.read().await.unwrap(), without_thresholds);
+            });
+        },
+    );
+}

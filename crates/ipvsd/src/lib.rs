@@ -10,6 +10,7 @@ pub mod backend;
 pub mod ipvs;
 pub mod plan;
 pub mod reconcile;
+pub mod rules;
 pub mod table;
 
 use prometheus_client::registry::Registry;
