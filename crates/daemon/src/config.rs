@@ -55,8 +55,9 @@ pub trait DaemonConfig: DeserializeOwned + Default + Clone + Send + Sync + 'stat
     fn settings(&self) -> &DaemonSettings;
     /// The `daemon:` section, for flags to override.
     fn settings_mut(&mut self) -> &mut DaemonSettings;
-    /// Checks rules serde cannot express; the default has none.
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks rules serde cannot express; `origin` (the file) goes into
+    /// errors. The default has none.
+    fn validate(&self, _origin: &str) -> Result<(), ConfigError> {
         Ok(())
     }
 }

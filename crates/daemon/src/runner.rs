@@ -72,7 +72,7 @@ pub fn resolve<C: DaemonConfig>(
         None => (C::default(), "defaults".to_owned()),
     };
     flags.apply(config.settings_mut())?;
-    config.validate()?;
+    config.validate(&origin)?;
     let settings = config.settings();
     let socket = settings
         .socket

@@ -3,10 +3,16 @@
 //! master; STANDBY means table applied and sync backup. It never decides a
 //! role (hbd does) and never probes real servers (checkd does).
 //!
-//! Today ipvsd serves the resource contract (`tandem.resource.v1`) with
-//! transitions that only record state: its host-side work is issue #5.
+//! Built so far: the IPVS netlink client ([`ipvs`]), the desired table and
+//! its diff ([`table`], [`plan`]), the data-plane seam ([`backend`]), one
+//! reconcile pass ([`reconcile`]), the ipvsadm rule format ([`rules`]), the
+//! config ([`config`], validated by `--check-config`) and the effective
+//! weights ([`effective`]). The daemon does not yet run the reconcile loop:
+//! its resource transitions still only record state (issue #5 continues).
 
 pub mod backend;
+pub mod config;
+pub mod effective;
 pub mod ipvs;
 pub mod plan;
 pub mod reconcile;
@@ -15,7 +21,9 @@ pub mod table;
 
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
-use tandem_daemon::{BareConfig, Daemon, Services};
+use tandem_daemon::{Daemon, Services};
+
+use crate::config::IpvsdConfig;
 use tandem_resource::{ResourceMachine, ResourceService, StateOnly};
 use tokio_util::sync::CancellationToken;
 
@@ -26,9 +34,9 @@ pub struct Ipvsd {
 
 impl Daemon for Ipvsd {
     const NAME: &'static str = "ipvsd";
-    type Config = BareConfig;
+    type Config = IpvsdConfig;
 
-    fn build(_config: &BareConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
+    fn build(_config: &IpvsdConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
         Ok(Self {
             machine: ResourceMachine::new(Self::NAME, StateOnly),
         })
@@ -39,7 +47,7 @@ impl Daemon for Ipvsd {
         Services::new().with(resource.into_server())
     }
 
-    async fn reload(&self, _config: BareConfig) -> Result<(), BoxError> {
+    async fn reload(&self, _config: IpvsdConfig) -> Result<(), BoxError> {
         Ok(())
     }
 }

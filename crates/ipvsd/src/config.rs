@@ -1,0 +1,364 @@
+//! ipvsd's config file: the `daemon:` section, then the virtual services
+//! as an ldirectord or keepalived operator would write them. Parsing is
+//! serde's; [`IpvsdConfig::validate`] checks the rules serde cannot, naming
+//! the field (`virtual_services[1].reals[0].port`), before anything applies.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tandem_daemon::{ConfigError, DaemonConfig, DaemonSettings};
+
+use crate::ipvs::types::{Family, Forward, Protocol, ServiceKey};
+
+/// Schedulers Linux ships (`twos` since 6.7).
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpvsdConfig {
+    /// Sockets, TLS, metrics, logging.
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+    /// What to do when the kernel table differs from the desired one.
+    #[serde(default)]
+    pub drift: DriftPolicy,
+    /// The virtual services.
+    #[serde(default)]
+    pub virtual_services: Vec<VirtualService>,
+}
+
+/// What to do about a kernel table changed behind ipvsd's back (`ipvsadm` by hand).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Put it back and log what was repaired (default).
+    #[default]
+    Repair,
+    /// Log and report it, change nothing.
+    Report,
+}
+
+/// Transport protocol of an address service.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// TCP (default).
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+/// How packets reach real servers.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardName {
+    /// Direct routing (`-g`, default).
+    #[default]
+    Route,
+    /// NAT (`-m`).
+    Masq,
+    /// IP-in-IP tunnel (`-i`).
+    Tunnel,
+}
+
+impl ForwardName {
+    /// The kernel's forwarding method.
+    pub fn forward(self) -> Forward {
+        match self {
+            Self::Route => Forward::Route,
+            Self::Masq => Forward::Masq,
+            Self::Tunnel => Forward::Tunnel,
+        }
+    }
+}
+
+/// Client persistence (`ipvsadm -p`, ldirectord's `persistent`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    /// How long a client sticks to its real (e.g. `600s`, `10m`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Granularity: an IPv4 netmask (`255.255.255.0`) or an IPv6 prefix
+    /// length (`64`). Default: per client address.
+    pub netmask: Option<String>,
+}
+
+/// A virtual service.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualService {
+    /// A name for logs and the API; default `PROTO/ADDR:PORT` or `fwmark/N`.
+    pub name: Option<String>,
+    /// Transport protocol (ignored with `fwmark`).
+    #[serde(default)]
+    pub protocol: ProtocolName,
+    /// Virtual address (the VIP); absent for a firewall-mark service.
+    pub address: Option<IpAddr>,
+    /// Virtual port; 0 only with persistence (all ports).
+    pub port: Option<u16>,
+    /// Firewall mark, instead of address and port.
+    pub fwmark: Option<u32>,
+    /// Address family of a firewall-mark service: `ipv4` (default) or `ipv6`.
+    #[serde(default)]
+    pub family: FamilyName,
+    /// Scheduler (default `wlc`, as ipvsadm).
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// Scheduler flags: `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`, `flag-1..3`.
+    #[serde(default)]
+    pub scheduler_flags: Vec<String>,
+    /// Client persistence.
+    pub persistence: Option<Persistence>,
+    /// One-packet scheduling (UDP only).
+    #[serde(default)]
+    pub one_packet: bool,
+    /// Default forwarding method of the reals.
+    #[serde(default)]
+    pub forward: ForwardName,
+    /// A failed real keeps its place with weight 0 (true, ldirectord's
+    /// default) or is removed (false).
+    #[serde(default = "yes")]
+    pub quiescent: bool,
+    /// The "sorry" server, added when no real can take traffic.
+    pub fallback: Option<SocketAddr>,
+    /// The real servers.
+    #[serde(default)]
+    pub reals: Vec<RealServer>,
+}
+
+/// A firewall-mark service's family.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FamilyName {
+    /// IPv4 (default).
+    #[default]
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+fn default_scheduler() -> String {
+    "wlc".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// A real server.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its port; default the service's. With `route` and `tunnel` it must be
+    /// the service's: the kernel forwards to the virtual port regardless.
+    pub port: Option<u16>,
+    /// Configured weight (default 1, 0–65535).
+    #[serde(default = "one")]
+    pub weight: i32,
+    /// Forwarding method, overriding the service's.
+    pub forward: Option<ForwardName>,
+    /// Upper connection threshold (0 = none).
+    #[serde(default)]
+    pub upper_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    #[serde(default)]
+    pub lower_threshold: u32,
+}
+
+impl VirtualService {
+    /// The kernel's key for this service (after validation, always `Some`).
+    pub fn key(&self) -> Option<ServiceKey> {
+        match (self.fwmark, self.address) {
+            (Some(mark), None) => Some(ServiceKey::Fwmark {
+                family: match self.family {
+                    FamilyName::Ipv4 => Family::V4,
+                    FamilyName::Ipv6 => Family::V6,
+                },
+                mark,
+            }),
+            (None, Some(addr)) => Some(ServiceKey::Addr {
+                protocol: match self.protocol {
+                    ProtocolName::Tcp => Protocol::Tcp,
+                    ProtocolName::Udp => Protocol::Udp,
+                    ProtocolName::Sctp => Protocol::Sctp,
+                },
+                addr,
+                port: self.port?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The port reals get when they name none.
+    pub fn real_port(&self, real: &RealServer) -> u16 {
+        real.port.or(self.port).unwrap_or(0)
+    }
+
+    /// The display name.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.key().map_or_else(|| "?".into(), |k| k.to_string()))
+    }
+}
+
+impl DaemonConfig for IpvsdConfig {
+    fn settings(&self) -> &DaemonSettings {
+        &self.daemon
+    }
+
+    fn settings_mut(&mut self) -> &mut DaemonSettings {
+        &mut self.daemon
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let mut keys = BTreeSet::new();
+        for (i, vs) in self.virtual_services.iter().enumerate() {
+            let bad = |field: &str, message: String| {
+                ConfigError::invalid(origin, format!("virtual_services[{i}].{field}"), message)
+            };
+            validate_service(vs, &bad)?;
+            let key = vs
+                .key()
+                .ok_or_else(|| bad("address", "give address and port, or fwmark".into()))?;
+            if !keys.insert(key) {
+                return Err(bad("address", format!("{key} is defined twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks one service; `bad` builds an error for a field of it.
+fn validate_service(
+    vs: &VirtualService,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match (vs.fwmark, vs.address, vs.port) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad(
+                "fwmark",
+                "a firewall-mark service has no address or port".into(),
+            ));
+        }
+        (Some(0), ..) => return Err(bad("fwmark", "must be greater than 0".into())),
+        (None, None, _) => return Err(bad("address", "give address and port, or fwmark".into())),
+        (None, Some(_), None) => return Err(bad("port", "required for an address service".into())),
+        (None, Some(_), Some(0)) if vs.persistence.is_none() => {
+            return Err(bad("port", "0 (all ports) needs persistence".into()));
+        }
+        _ => {}
+    }
+    if !SCHEDULERS.contains(&vs.scheduler.as_str()) {
+        return Err(bad(
+            "scheduler",
+            format!("`{}` is not one of {}", vs.scheduler, SCHEDULERS.join(" ")),
+        ));
+    }
+    for (j, flag) in vs.scheduler_flags.iter().enumerate() {
+        let known = match vs.scheduler.as_str() {
+            "sh" => ["sh-fallback", "sh-port"].contains(&flag.as_str()),
+            "mh" => ["mh-fallback", "mh-port"].contains(&flag.as_str()),
+            _ => ["flag-1", "flag-2", "flag-3"].contains(&flag.as_str()),
+        };
+        if !known {
+            return Err(bad(
+                &format!("scheduler_flags[{j}]"),
+                format!("`{flag}` is not a flag of scheduler {}", vs.scheduler),
+            ));
+        }
+    }
+    if vs.one_packet && vs.protocol != ProtocolName::Udp {
+        return Err(bad(
+            "one_packet",
+            "one-packet scheduling is for UDP services only".into(),
+        ));
+    }
+    let family = vs.key().map(|k| k.family());
+    if let Some(p) = &vs.persistence {
+        if p.timeout.as_secs() == 0 {
+            return Err(bad("persistence.timeout", "must be at least 1s".into()));
+        }
+        if let Some(mask) = &p.netmask {
+            let ok = match family {
+                Some(Family::V6) => mask.parse::<u32>().is_ok_and(|m| (1..=128).contains(&m)),
+                _ => mask
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|m| u32::from(m).leading_ones() == u32::from(m).count_ones()),
+            };
+            if !ok {
+                return Err(bad(
+                    "persistence.netmask",
+                    format!(
+                        "`{mask}` is not an IPv4 netmask or an IPv6 prefix length 1-128, as the service's family needs"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(fallback) = vs.fallback.filter(|f| Some(Family::of(&f.ip())) != family) {
+        return Err(bad(
+            "fallback",
+            format!("{fallback} is not of the service's address family"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (j, real) in vs.reals.iter().enumerate() {
+        let field = |f: &str| format!("reals[{j}].{f}");
+        let forward = real.forward.unwrap_or(vs.forward);
+        let port = vs.real_port(real);
+        if !(0..=65535).contains(&real.weight) {
+            return Err(bad(
+                &field("weight"),
+                format!("{} is outside 0-65535", real.weight),
+            ));
+        }
+        if forward != ForwardName::Masq
+            && vs.fwmark.is_none()
+            && real.port.is_some_and(|p| Some(p) != vs.port)
+        {
+            return Err(bad(&field("port"), "route and tunnel forward to the service's own port: leave port out or use forward: masq".into()));
+        }
+        let real_family = Family::of(&real.address);
+        if forward == ForwardName::Masq && Some(real_family) != family {
+            return Err(bad(
+                &field("address"),
+                format!(
+                    "{} cannot be a NAT real of a service of the other address family",
+                    real.address
+                ),
+            ));
+        }
+        if !seen.insert((real.address, port)) {
+            return Err(bad(
+                &field("address"),
+                format!("{}:{port} is listed twice", real.address),
+            ));
+        }
+        if real.lower_threshold > real.upper_threshold && real.upper_threshold != 0 {
+            return Err(bad(
+                &field("lower_threshold"),
+                "must not exceed upper_threshold".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! The desired kernel table, derived from the config plus what is known at
+//! run time: each real's health (from checkd) and operator state (drain).
+//! The rules, per real:
+//!
+//! | state | kernel |
+//! |---|---|
+//! | healthy, or not yet checked | configured weight |
+//! | drained by an operator | weight 0 (kept: its connections finish) |
+//! | unhealthy, quiescent service | weight 0 |
+//! | unhealthy, not quiescent | removed |
+//!
+//! and when no real of a service can take new connections, its fallback
+//! ("sorry") server is added with weight 1. Pure: no I/O, no clock.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::config::{IpvsdConfig, VirtualService};
+use crate::ipvs::abi::svc_flag;
+use crate::ipvs::types::{Dest, Family, Forward, Service, ServiceKey, Tunnel};
+use crate::table::{ServiceSpec, Table};
+
+/// What checkd last said of a real.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked yet (after start): treated as healthy, as ldirectord does.
+    #[default]
+    Unknown,
+    /// Passing its checks.
+    Up,
+    /// Failing its checks.
+    Down,
+}
+
+/// Run-time state of one real server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealState {
+    /// Its health.
+    pub health: Health,
+    /// Drained by an operator: no new connections.
+    pub drained: bool,
+}
+
+/// Identifies a real across the table: its service and address:port.
+pub type RealId = (ServiceKey, IpAddr, u16);
+
+/// The kernel service settings of a configured virtual service.
+pub fn service_of(vs: &VirtualService, key: ServiceKey) -> Service {
+    let mut flags = 0;
+    for name in &vs.scheduler_flags {
+        flags |= match name.as_str() {
+            "flag-1" | "sh-fallback" | "mh-fallback" => svc_flag::SCHED1,
+            "flag-2" | "sh-port" | "mh-port" => svc_flag::SCHED2,
+            _ => svc_flag::SCHED3,
+        };
+    }
+    if vs.one_packet {
+        flags |= svc_flag::ONEPACKET;
+    }
+    let (timeout, netmask) = match (&vs.persistence, key.family()) {
+        (Some(p), family) => {
+            flags |= svc_flag::PERSISTENT;
+            let netmask = match (p.netmask.as_deref(), family) {
+                (Some(m), Family::V4) => m.parse::<Ipv4Addr>().map_or(u32::MAX, u32::from),
+                (Some(m), Family::V6) => m.parse().unwrap_or(128),
+                (None, Family::V4) => u32::MAX,
+                (None, Family::V6) => 128,
+            };
+            (
+                u32::try_from(p.timeout.as_secs()).unwrap_or(u32::MAX),
+                netmask,
+            )
+        }
+        (None, Family::V4) => (0, u32::MAX),
+        (None, Family::V6) => (0, 128),
+    };
+    Service {
+        key,
+        scheduler: vs.scheduler.clone(),
+        flags,
+        timeout,
+        netmask,
+        pe_name: None,
+    }
+}
+
+/// The desired table for `config` given the reals' run-time `states`
+/// (absent = not yet checked, not drained).
+pub fn desired_table(config: &IpvsdConfig, states: &HashMap<RealId, RealState>) -> Table {
+    let mut table = Table::new();
+    for vs in &config.virtual_services {
+        let Some(key) = vs.key() else { continue };
+        let mut spec = ServiceSpec::new(service_of(vs, key));
+        let mut serving = 0;
+        for real in &vs.reals {
+            let port = vs.real_port(real);
+            let state = states
+                .get(&(key, real.address, port))
+                .copied()
+                .unwrap_or_default();
+            let weight = match (state.drained, state.health) {
+                (true, _) => 0,
+                (false, Health::Down) if !vs.quiescent => continue,
+                (false, Health::Down) => 0,
+                (false, Health::Up | Health::Unknown) => real.weight,
+            };
+            if weight > 0 {
+                serving += 1;
+            }
+            spec = spec.with(Dest {
+                addr: real.address,
+                port,
+                forward: real.forward.unwrap_or(vs.forward).forward(),
+                tunnel: Tunnel::Ipip,
+                weight,
+                upper: real.upper_threshold,
+                lower: real.lower_threshold,
+            });
+        }
+        if let (0, Some(fallback)) = (serving, vs.fallback) {
+            let forward = if fallback.port() == vs.port.unwrap_or(0) {
+                vs.forward.forward()
+            } else {
+                Forward::Masq
+            };
+            spec = spec.with(Dest {
+                addr: fallback.ip(),
+                port: fallback.port(),
+                forward,
+                tunnel: Tunnel::Ipip,
+                weight: 1,
+                upper: 0,
+                lower: 0,
+            });
+        }
+        table.insert(spec);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests;
