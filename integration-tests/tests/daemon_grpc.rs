@@ -133,9 +133,9 @@ async fn unix_and_mutual_tls_clients_reach_get_status_and_others_are_refused() {
 #[tokio::test]
 async fn a_transition_over_the_socket_is_seen_by_a_second_client() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("ipvsd.sock");
-    let mut ipvsd = Daemon::start("ipvsd", &["--listen", socket.to_str().unwrap()]);
-    ipvsd.wait_for_socket(&socket);
+    let socket = dir.path().join("vipd.sock");
+    let mut vipd = Daemon::start("vipd", &["--listen", socket.to_str().unwrap()]);
+    vipd.wait_for_socket(&socket);
     let mut client = ResourceClient::new(connect_unix(&socket).await.unwrap());
     let mut watch = client
         .watch_status(pb::WatchStatusRequest {})
@@ -403,4 +403,33 @@ fn metrics_endpoint_serves_prometheus_text() {
     );
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
     assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));
+}
+
+#[tokio::test]
+async fn ipvsd_without_kernel_ipvs_refuses_standby_and_says_why() {
+    // The host kernel has no IPVS (the VM tier has): ipvsd starts, serves,
+    // and refuses to become STANDBY rather than pretend.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipvsd.sock");
+    let mut ipvsd = Daemon::start("ipvsd", &["--listen", socket.to_str().unwrap()]);
+    ipvsd.wait_for_socket(&socket);
+    let mut client = ResourceClient::new(connect_unix(&socket).await.unwrap());
+    let refused = client
+        .transition(pb::TransitionRequest {
+            target: pb::State::Standby.into(),
+            epoch: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted);
+    assert!(
+        refused.message().contains("no IPVS"),
+        "{}",
+        refused.message()
+    );
+    let status = get_status(connect_unix(&socket).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.state(), pb::State::Stopped);
+    assert!(status.detail.contains("no IPVS"), "{}", status.detail);
 }

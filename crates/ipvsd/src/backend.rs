@@ -7,6 +7,8 @@ use std::future::Future;
 
 use crate::ipvs::client::{ClientError, IpvsClient};
 use crate::ipvs::codec::{self, EncodeError};
+use crate::ipvs::types::{SyncDaemon, SyncRole};
+use crate::owner::{Connect, SyncControl};
 use crate::plan::{Op, apply_to};
 use crate::table::{ServiceSpec, Table};
 
@@ -35,6 +37,8 @@ pub trait Backend: Send {
 /// The kernel's IPVS table over generic netlink.
 pub struct KernelBackend {
     client: IpvsClient,
+    /// The sync daemon's interface and id, when syncing.
+    sync: Option<(String, u8)>,
 }
 
 impl KernelBackend {
@@ -42,6 +46,7 @@ impl KernelBackend {
     pub async fn connect() -> Result<Self, BackendError> {
         Ok(Self {
             client: IpvsClient::connect().await?,
+            sync: None,
         })
     }
 }
@@ -80,6 +85,57 @@ impl Backend for KernelBackend {
     }
 }
 
+/// Connects the kernel backend.
+#[derive(Clone, Debug)]
+pub struct KernelConnect {
+    /// The sync daemon's interface and id, when syncing.
+    pub sync: Option<(String, u8)>,
+}
+
+impl Connect for KernelConnect {
+    type Backend = KernelBackend;
+
+    async fn connect(&self) -> Result<KernelBackend, BackendError> {
+        let mut backend = KernelBackend::connect().await?;
+        backend.sync = self.sync.clone();
+        Ok(backend)
+    }
+}
+
+impl SyncControl for KernelBackend {
+    async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
+        let running = self.client.daemons().await?;
+        let want = role.map(|master| {
+            if master {
+                SyncRole::Master
+            } else {
+                SyncRole::Backup
+            }
+        });
+        for daemon in &running {
+            if Some(daemon.role) != want {
+                self.client.stop_daemon(daemon.role).await?;
+            }
+        }
+        let (Some(role), Some((ifname, sync_id))) = (want, &self.sync) else {
+            return Ok(());
+        };
+        if running.iter().any(|d| d.role == role) {
+            return Ok(());
+        }
+        let daemon = SyncDaemon {
+            role,
+            ifname: ifname.clone(),
+            sync_id: u32::from(*sync_id),
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        };
+        Ok(self.client.start_daemon(&daemon).await?)
+    }
+}
+
 /// A fake data plane: a table in memory that records every op applied, and
 /// refuses the ops a test chooses (by position in the overall sequence).
 #[derive(Debug, Default)]
@@ -90,6 +146,8 @@ pub struct RecordingBackend {
     pub applied: Vec<Op>,
     /// Positions (0-based, over all ops ever given) to refuse.
     pub refuse: Vec<usize>,
+    /// The sync role last set: `Some(true)` master, `Some(false)` backup.
+    pub sync: Option<bool>,
     seen: usize,
 }
 
@@ -100,6 +158,13 @@ impl RecordingBackend {
             table,
             ..Self::default()
         }
+    }
+}
+
+impl SyncControl for RecordingBackend {
+    async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
+        self.sync = role;
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ pub const SCHEDULERS: &[&str] = &[
 ];
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpvsdConfig {
     /// Sockets, TLS, metrics, logging.
@@ -27,9 +27,31 @@ pub struct IpvsdConfig {
     /// What to do when the kernel table differs from the desired one.
     #[serde(default)]
     pub drift: DriftPolicy,
+    /// How often the kernel table is compared with the desired one while
+    /// STANDBY or ACTIVE (default 5s).
+    #[serde(default = "default_drift_interval", with = "humantime_serde")]
+    pub drift_check_interval: Duration,
+    /// Connection synchronisation between the directors: master while
+    /// ACTIVE, backup while STANDBY. None: no sync daemon.
+    pub sync: Option<SyncConfig>,
     /// The virtual services.
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
+}
+
+fn default_drift_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The IPVS connection-sync daemon (`ipvsadm --start-daemon`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Interface the sync multicast uses.
+    pub interface: String,
+    /// Sync id, the same on both directors (0-255).
+    #[serde(default)]
+    pub sync_id: u8,
 }
 
 /// What to do about a kernel table changed behind ipvsd's back (`ipvsadm` by hand).
@@ -146,6 +168,18 @@ pub enum FamilyName {
     Ipv6,
 }
 
+impl Default for IpvsdConfig {
+    fn default() -> Self {
+        Self {
+            daemon: DaemonSettings::default(),
+            drift: DriftPolicy::default(),
+            drift_check_interval: default_drift_interval(),
+            sync: None,
+            virtual_services: Vec::new(),
+        }
+    }
+}
+
 fn default_scheduler() -> String {
     "wlc".into()
 }
@@ -227,6 +261,13 @@ impl DaemonConfig for IpvsdConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        if self.drift_check_interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                origin,
+                "drift_check_interval",
+                "must be at least 100ms",
+            ));
+        }
         let mut keys = BTreeSet::new();
         for (i, vs) in self.virtual_services.iter().enumerate() {
             let bad = |field: &str, message: String| {

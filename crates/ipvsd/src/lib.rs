@@ -7,39 +7,53 @@
 //! its diff ([`table`], [`plan`]), the data-plane seam ([`backend`]), one
 //! reconcile pass ([`reconcile`]), the ipvsadm rule format ([`rules`]), the
 //! config ([`config`], validated by `--check-config`) and the effective
-//! weights ([`effective`]). The daemon does not yet run the reconcile loop:
-//! its resource transitions still only record state (issue #5 continues).
+//! weights ([`effective`]), and the table owner ([`owner`]) that the
+//! resource transitions drive: STANDBY/ACTIVE reconcile the kernel (with
+//! rollback) and set the sync daemon backup/master; STOPPED removes the
+//! table; a drift check repairs or reports. Still to come (issue #5): health
+//! and drain from the API, `tandem.ipvs.v1`.
 
 pub mod backend;
 pub mod config;
 pub mod effective;
 pub mod ipvs;
+pub mod owner;
 pub mod plan;
 pub mod reconcile;
 pub mod rules;
 pub mod table;
 
+use std::time::Duration;
+
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
 use tandem_daemon::{Daemon, Services};
-
-use crate::config::IpvsdConfig;
-use tandem_resource::{ResourceMachine, ResourceService, StateOnly};
+use tandem_resource::{ResourceMachine, ResourceService};
 use tokio_util::sync::CancellationToken;
 
-/// The ipvsd daemon.
+use crate::backend::KernelConnect;
+use crate::config::IpvsdConfig;
+use crate::owner::Owner;
+
+/// The ipvsd daemon: the resource machine around the table owner.
 pub struct Ipvsd {
-    machine: ResourceMachine<StateOnly>,
+    machine: ResourceMachine<Owner<KernelConnect>>,
 }
 
 impl Daemon for Ipvsd {
     const NAME: &'static str = "ipvsd";
     type Config = IpvsdConfig;
 
-    fn build(_config: &IpvsdConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
-        Ok(Self {
-            machine: ResourceMachine::new(Self::NAME, StateOnly),
-        })
+    fn build(config: &IpvsdConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
+        let connect = KernelConnect {
+            sync: config
+                .sync
+                .as_ref()
+                .map(|s| (s.interface.clone(), s.sync_id)),
+        };
+        let machine = ResourceMachine::new(Self::NAME, Owner::new(connect, config.clone()));
+        tokio::spawn(drift_loop(machine.clone()));
+        Ok(Self { machine })
     }
 
     fn services(&self, shutdown: &CancellationToken) -> Services {
@@ -47,7 +61,19 @@ impl Daemon for Ipvsd {
         Services::new().with(resource.into_server())
     }
 
-    async fn reload(&self, _config: IpvsdConfig) -> Result<(), BoxError> {
-        Ok(())
+    async fn reload(&self, config: IpvsdConfig) -> Result<(), BoxError> {
+        Ok(self.machine.hook().reload(config).await?)
+    }
+}
+
+/// Compares the kernel with the desired table every `drift_check_interval`
+/// while serving; repairs or reports per config.
+async fn drift_loop(machine: ResourceMachine<Owner<KernelConnect>>) {
+    loop {
+        let interval = machine.hook().config().drift_check_interval;
+        tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
+        if let Err(e) = machine.hook().check_drift().await {
+            tracing::warn!(error = %e, "drift check failed");
+        }
     }
 }
