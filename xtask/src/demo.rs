@@ -171,7 +171,6 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// The walk itself, with the binaries and config in `bins`.
 fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
-    let root = bins;
     let dir = std::env::temp_dir().join(format!("tandem-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut running = Running {
@@ -182,7 +181,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     step("start the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
     for daemon in GROUP {
         let sock = socket(&dir, daemon);
-        let mut cmd = Command::new(bin(root, daemon));
+        let mut cmd = Command::new(bin(bins, daemon));
         cmd.arg("--listen").arg(&sock);
         if *daemon == "ipvsd" {
             cmd.arg("--config").arg(bins.join("ipvsd.yaml"));
@@ -200,13 +199,13 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
             .with_context(|| format!("starting {daemon}"))?;
         running.children.push(((*daemon).to_owned(), child));
         wait_for(&sock)?;
-        ctl(root, &dir, daemon, &["health"])?;
+        ctl(bins, &dir, daemon, &["health"])?;
     }
 
     step("this node takes the group at epoch 1: STANDBY, then ACTIVE, in order");
     for target in ["standby", "active"] {
         for daemon in GROUP {
-            if !ctl(root, &dir, daemon, &["transition", target, "--epoch", "1"])? {
+            if !ctl(bins, &dir, daemon, &["transition", target, "--epoch", "1"])? {
                 bail!("{daemon} refused {target}");
             }
         }
@@ -216,7 +215,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("asking again is a no-op (idempotent)");
     ctl(
-        &root,
+        bins,
         &dir,
         "vipd",
         &["transition", "active", "--epoch", "1"],
@@ -225,7 +224,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     step("a peer takes over at epoch 2: this node steps down in reverse order");
     for daemon in GROUP.iter().rev() {
         ctl(
-            &root,
+            bins,
             &dir,
             daemon,
             &["transition", "standby", "--epoch", "2"],
@@ -234,7 +233,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("a stale hbd still at epoch 1 tries to make vipd ACTIVE: refused");
     if ctl(
-        &root,
+        bins,
         &dir,
         "vipd",
         &["transition", "active", "--epoch", "1"],
@@ -244,13 +243,13 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("status of the group");
     for daemon in GROUP {
-        ctl(root, &dir, daemon, &["status"])?;
+        ctl(bins, &dir, daemon, &["status"])?;
     }
 
     step("stop: reverse order, then SIGTERM");
     for daemon in GROUP.iter().rev() {
         ctl(
-            &root,
+            bins,
             &dir,
             daemon,
             &["transition", "stopped", "--epoch", "2"],
