@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The path of workspace binary `name`, next to the running test's target
-/// directory. Panics with the command to run when it has not been built.
+/// The path of workspace binary `name`: in the VM, where the harness staged
+/// it; otherwise next to the running test's target directory. Panics with
+/// the command to run when it has not been built.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(crate::guest::BIN_DIR) {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe
@@ -35,6 +39,22 @@ impl Daemon {
         let child = Command::new(binary(name))
             .args(args)
             .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self { child }
+    }
+
+    /// Starts workspace binary `name` with `args`, its stdout and stderr
+    /// written to `log`.
+    pub fn start_logging(name: &str, args: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = file.try_clone().expect("cloning the log file");
+        let child = Command::new(binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Self { child }

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tandem_integration_tests::guest::{run_in_vm, sh};
+use tandem_integration_tests::guest::{run_in_vm, run_in_vm_with, sh};
 use tandem_ipvsd::ipvs::abi::svc_flag;
 use tandem_ipvsd::ipvs::client::{ClientError, IpvsClient};
 use tandem_ipvsd::ipvs::codec;
@@ -455,6 +455,66 @@ fn exported_rules_are_byte_identical_to_ipvsadm_save() {
                 }
                 assert_eq!(kernel.read().await.unwrap(), without_thresholds);
             });
+        },
+    );
+}
+
+#[test]
+fn ipvsd_killed_and_restarted_adopts_the_table_with_no_operation() {
+    use tandem_integration_tests::process::Daemon;
+
+    run_in_vm_with(
+        "ipvsd_killed_and_restarted_adopts_the_table_with_no_operation",
+        &["ipvsd"],
+        VM_TIMEOUT,
+        || {
+            let config = "/tmp/ipvsd.yaml";
+            std::fs::write(
+                config,
+                "virtual_services:\n  - address: 198.51.100.10\n    port: 80\n    scheduler: rr\n    \
+                 forward: tunnel\n    reals:\n      - address: 198.51.100.101\n      - address: 198.51.100.102\n",
+            )
+            .unwrap();
+            let standby = |epoch: u64, log: &str| {
+                let socket = std::path::Path::new("/tmp/ipvsd.sock");
+                let mut ipvsd = Daemon::start_logging(
+                    "ipvsd",
+                    &["--listen", "/tmp/ipvsd.sock", "--config", config],
+                    std::path::Path::new(log),
+                );
+                ipvsd.wait_for_socket(socket);
+                block_on(async {
+                    let channel = tandem_daemon::client::connect_unix(socket).await.unwrap();
+                    let mut client =
+                        tandem_proto::resource::v1::resource_client::ResourceClient::new(channel);
+                    client
+                        .transition(tandem_proto::resource::v1::TransitionRequest {
+                            target: tandem_proto::resource::v1::State::Standby.into(),
+                            epoch,
+                        })
+                        .await
+                        .unwrap();
+                });
+                ipvsd
+            };
+            let first = standby(1, "/tmp/ipvsd-1.log");
+            let table = saved();
+            assert_eq!(
+                table.lines().filter(|l| l.starts_with("-a")).count(),
+                2,
+                "{table}"
+            );
+            first.signal(rustix::process::Signal::KILL);
+            drop(first);
+            assert_eq!(saved(), table, "the kernel table must outlive ipvsd");
+
+            let _second = standby(2, "/tmp/ipvsd-2.log");
+            assert_eq!(saved(), table, "a restart changed the table");
+            let log = std::fs::read_to_string("/tmp/ipvsd-2.log").unwrap();
+            assert!(
+                log.contains("kernel table reconciled") && log.contains("operations=0"),
+                "the restarted ipvsd issued operations:\n{log}"
+            );
         },
     );
 }
