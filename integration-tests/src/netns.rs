@@ -229,8 +229,20 @@ impl Lan {
     pub fn host(&self, label: &str, cidr: &str) -> Result<Host, NetnsError> {
         let addr = check_test_address(cidr)?;
         let ns = Netns::new(label)?;
+        self.attach(&ns, "eth0", cidr)?;
+        Ok(Host {
+            ns,
+            addr,
+            iface: "eth0",
+        })
+    }
+
+    /// Joins an existing namespace to this bridge as interface `ifname`
+    /// with `cidr` on it (a router or director on two LANs).
+    pub fn attach(&self, ns: &Netns, ifname: &str, cidr: &str) -> Result<(), NetnsError> {
+        check_test_address(cidr)?;
         let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
-        self.hub.ip(&[
+        let peer = [
             "link",
             "add",
             &port,
@@ -238,19 +250,16 @@ impl Lan {
             "veth",
             "peer",
             "name",
-            "eth0",
+            ifname,
             "netns",
             ns.name(),
-        ])?;
+        ];
+        self.hub.ip(&peer)?;
         self.hub
             .ip(&["link", "set", &port, "master", "br0", "up"])?;
-        ns.ip(&["addr", "add", cidr, "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        Ok(Host {
-            ns,
-            addr,
-            iface: "eth0",
-        })
+        ns.ip(&["addr", "add", cidr, "dev", ifname])?;
+        ns.ip(&["link", "set", ifname, "up"])?;
+        Ok(())
     }
 }
 
