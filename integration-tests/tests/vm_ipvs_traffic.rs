@@ -92,6 +92,18 @@ fn real(addr: &IpAddr, port: u16, forward: Forward, weight: i32) -> Dest {
     }
 }
 
+/// A table of one TCP service on `vip:80` with `reals` (address, port,
+/// method, weight).
+fn one_service(vip: IpAddr, scheduler: &str, reals: &[(IpAddr, u16, Forward, i32)]) -> Table {
+    let spec = reals.iter().fold(
+        ServiceSpec::new(service(vip, scheduler)),
+        |s, (a, p, f, w)| s.with(real(a, *p, *f, *w)),
+    );
+    let mut table = Table::new();
+    table.insert(spec);
+    table
+}
+
 /// Programs `table` into the IPVS of namespace `director` with the reconciler.
 fn program(director: &Netns, table: Table) {
     director
@@ -159,48 +171,27 @@ fn direct_routing_spreads_exactly_by_scheduler_and_weight() {
                 .collect();
             let addrs: Vec<IpAddr> = reals.iter().map(|h| IpAddr::V4(h.addr)).collect();
             let vip_port = SocketAddr::new(vip, 80);
-
-            let mut table = Table::new();
-            table.insert(
+            let route = |weights: &[i32]| -> Vec<_> {
                 addrs
                     .iter()
-                    .fold(ServiceSpec::new(service(vip, "rr")), |s, a| {
-                        s.with(real(a, 80, Forward::Route, 1))
-                    }),
-            );
-            program(&director.ns, table);
+                    .zip(weights)
+                    .map(|(a, w)| (*a, 80, Forward::Route, *w))
+                    .collect()
+            };
+
+            program(&director.ns, one_service(vip, "rr", &route(&[1, 1, 1])));
             assert_eq!(
                 spread(&client.ns, vip_port, 30),
                 counts(&[("real-1", 10), ("real-2", 10), ("real-3", 10)])
             );
 
-            let mut table = Table::new();
-            let weights = [3, 2, 1];
-            table.insert(
-                addrs
-                    .iter()
-                    .zip(weights)
-                    .fold(ServiceSpec::new(service(vip, "wrr")), |s, (a, w)| {
-                        s.with(real(a, 80, Forward::Route, w))
-                    }),
-            );
-            program(&director.ns, table);
+            program(&director.ns, one_service(vip, "wrr", &route(&[3, 2, 1])));
             assert_eq!(
                 spread(&client.ns, vip_port, 60),
                 counts(&[("real-1", 30), ("real-2", 20), ("real-3", 10)])
             );
 
-            let mut table = Table::new();
-            let weights = [1, 1, 0];
-            table.insert(
-                addrs
-                    .iter()
-                    .zip(weights)
-                    .fold(ServiceSpec::new(service(vip, "wrr")), |s, (a, w)| {
-                        s.with(real(a, 80, Forward::Route, w))
-                    }),
-            );
-            program(&director.ns, table);
+            program(&director.ns, one_service(vip, "wrr", &route(&[1, 1, 0])));
             let after = spread(&client.ns, vip_port, 30);
             assert_eq!(
                 after.get("real-3"),
@@ -244,15 +235,11 @@ fn nat_spreads_exactly_and_translates_the_port() {
                 })
                 .collect();
             let vip: IpAddr = "203.0.113.10".parse().unwrap();
-            let mut table = Table::new();
-            table.insert(
-                reals
-                    .iter()
-                    .fold(ServiceSpec::new(service(vip, "rr")), |s, h| {
-                        s.with(real(&IpAddr::V4(h.addr), 8080, Forward::Masq, 1))
-                    }),
-            );
-            program(&director.ns, table);
+            let nat: Vec<_> = reals
+                .iter()
+                .map(|h| (IpAddr::V4(h.addr), 8080, Forward::Masq, 1))
+                .collect();
+            program(&director.ns, one_service(vip, "rr", &nat));
             assert_eq!(
                 spread(&client.ns, SocketAddr::new(vip, 80), 30),
                 counts(&[("real-1", 10), ("real-2", 10), ("real-3", 10)])
