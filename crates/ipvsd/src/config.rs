@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tandem_daemon::{ConfigError, DaemonConfig, DaemonSettings};
 
 use crate::ipvs::types::{Family, Forward, Protocol, ServiceKey};
+use crate::spelling;
 
 /// Schedulers Linux ships (`twos` since 6.7).
 pub const SCHEDULERS: &[&str] = &[
@@ -312,11 +313,7 @@ fn validate_service(
         ));
     }
     for (j, flag) in vs.scheduler_flags.iter().enumerate() {
-        let known = match vs.scheduler.as_str() {
-            "sh" => ["sh-fallback", "sh-port"].contains(&flag.as_str()),
-            "mh" => ["mh-fallback", "mh-port"].contains(&flag.as_str()),
-            _ => ["flag-1", "flag-2", "flag-3"].contains(&flag.as_str()),
-        };
+        let known = spelling::sched_flag_bit_of(&vs.scheduler, flag).is_some();
         if !known {
             return Err(bad(
                 &format!("scheduler_flags[{j}]"),
@@ -336,11 +333,11 @@ fn validate_service(
             return Err(bad("persistence.timeout", "must be at least 1s".into()));
         }
         if let Some(mask) = &p.netmask {
-            let ok = match family {
-                Some(Family::V6) => mask.parse::<u32>().is_ok_and(|m| (1..=128).contains(&m)),
-                _ => mask
-                    .parse::<std::net::Ipv4Addr>()
-                    .is_ok_and(|m| u32::from(m).leading_ones() == u32::from(m).count_ones()),
+            // A prefix length for IPv6; for IPv4 a mask, contiguous (a prefix).
+            let ok = match family.unwrap_or(Family::V4) {
+                Family::V6 => spelling::parse_netmask(Family::V6, mask).is_some(),
+                Family::V4 => spelling::parse_netmask(Family::V4, mask)
+                    .is_some_and(|m| m.leading_ones() == m.count_ones()),
             };
             if !ok {
                 return Err(bad(

@@ -13,11 +13,12 @@
 //! ("sorry") server is added with weight 1. Pure: no I/O, no clock.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::config::{IpvsdConfig, VirtualService};
 use crate::ipvs::abi::svc_flag;
-use crate::ipvs::types::{Dest, Family, Forward, Service, ServiceKey, Tunnel};
+use crate::ipvs::types::{Dest, Forward, Service, ServiceKey, Tunnel};
+use crate::spelling;
 use crate::table::{ServiceSpec, Table};
 
 /// What checkd last said of a real.
@@ -48,11 +49,8 @@ pub type RealId = (ServiceKey, IpAddr, u16);
 pub fn service_of(vs: &VirtualService, key: ServiceKey) -> Service {
     let mut flags = 0;
     for name in &vs.scheduler_flags {
-        flags |= match name.as_str() {
-            "flag-1" | "sh-fallback" | "mh-fallback" => svc_flag::SCHED1,
-            "flag-2" | "sh-port" | "mh-port" => svc_flag::SCHED2,
-            _ => svc_flag::SCHED3,
-        };
+        // Validation admitted only names of this scheduler.
+        flags |= spelling::sched_flag_bit(name).unwrap_or(0);
     }
     if vs.one_packet {
         flags |= svc_flag::ONEPACKET;
@@ -60,19 +58,17 @@ pub fn service_of(vs: &VirtualService, key: ServiceKey) -> Service {
     let (timeout, netmask) = match (&vs.persistence, key.family()) {
         (Some(p), family) => {
             flags |= svc_flag::PERSISTENT;
-            let netmask = match (p.netmask.as_deref(), family) {
-                (Some(m), Family::V4) => m.parse::<Ipv4Addr>().map_or(u32::MAX, u32::from),
-                (Some(m), Family::V6) => m.parse().unwrap_or(128),
-                (None, Family::V4) => u32::MAX,
-                (None, Family::V6) => 128,
-            };
+            let netmask = p
+                .netmask
+                .as_deref()
+                .and_then(|m| spelling::parse_netmask(family, m))
+                .unwrap_or(spelling::default_netmask(family));
             (
                 u32::try_from(p.timeout.as_secs()).unwrap_or(u32::MAX),
                 netmask,
             )
         }
-        (None, Family::V4) => (0, u32::MAX),
-        (None, Family::V6) => (0, 128),
+        (None, family) => (0, spelling::default_netmask(family)),
     };
     Service {
         key,

@@ -21,6 +21,7 @@ pub mod owner;
 pub mod plan;
 pub mod reconcile;
 pub mod rules;
+pub mod spelling;
 pub mod table;
 
 use std::time::Duration;

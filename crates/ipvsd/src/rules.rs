@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::ipvs::abi::svc_flag;
 use crate::ipvs::types::{Dest, Family, Forward, Protocol, Service, ServiceKey, Tunnel};
+use crate::spelling;
 use crate::table::{ServiceSpec, Table};
 
 /// `IP_VS_TUNNEL_ENCAP_FLAG_CSUM` / `_REMCSUM`.
@@ -120,32 +121,6 @@ fn service_name(key: &ServiceKey) -> String {
     }
 }
 
-/// The `-b` names of the scheduler flag bits, as ipvsadm spells them.
-fn sched_flag_names(scheduler: &str, flags: u32) -> Vec<&'static str> {
-    let named: [(u32, &str); 3] = match scheduler {
-        "sh" => [
-            (svc_flag::SCHED1, "sh-fallback"),
-            (svc_flag::SCHED2, "sh-port"),
-            (0, ""),
-        ],
-        "mh" => [
-            (svc_flag::SCHED1, "mh-fallback"),
-            (svc_flag::SCHED2, "mh-port"),
-            (0, ""),
-        ],
-        _ => [
-            (svc_flag::SCHED1, "flag-1"),
-            (svc_flag::SCHED2, "flag-2"),
-            (svc_flag::SCHED3, "flag-3"),
-        ],
-    };
-    named
-        .iter()
-        .filter(|(bit, _)| *bit != 0 && flags & bit != 0)
-        .map(|(_, n)| *n)
-        .collect()
-}
-
 fn service_line(out: &mut String, s: &Service) {
     let _ = write!(out, "-A {} -s {}", service_name(&s.key), s.scheduler);
     if s.flags & svc_flag::PERSISTENT != 0 {
@@ -166,7 +141,7 @@ fn service_line(out: &mut String, s: &Service) {
     if s.flags & svc_flag::ONEPACKET != 0 {
         out.push_str(" -o");
     }
-    let names = sched_flag_names(&s.scheduler, s.flags);
+    let names = spelling::sched_flag_names(&s.scheduler, s.flags);
     if !names.is_empty() {
         let _ = write!(out, " -b {}", names.join(","));
     }
@@ -359,12 +334,8 @@ fn parse_line(line: &str) -> Result<Rule, String> {
             "-o" | "--ops" => one_packet = true,
             "-b" | "--sched-flags" => {
                 for name in need(&mut it, opt)?.split(',') {
-                    sched_flags |= match name {
-                        "flag-1" | "sh-fallback" | "mh-fallback" => svc_flag::SCHED1,
-                        "flag-2" | "sh-port" | "mh-port" => svc_flag::SCHED2,
-                        "flag-3" => svc_flag::SCHED3,
-                        other => return Err(format!("-b: unknown scheduler flag `{other}`")),
-                    };
+                    sched_flags |= spelling::sched_flag_bit(name)
+                        .ok_or_else(|| format!("-b: unknown scheduler flag `{name}`"))?;
                 }
             }
             "-r" | "--real-server" => {
@@ -413,16 +384,10 @@ fn parse_line(line: &str) -> Result<Rule, String> {
     if is_service {
         let family = key.family();
         let netmask = match (netmask, family) {
-            (None, Family::V4) => u32::MAX,
-            (None, Family::V6) => 128,
-            (Some(m), Family::V4) => u32::from(
-                m.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("-M: `{m}` is not an IPv4 netmask"))?,
-            ),
-            (Some(m), Family::V6) => m
-                .parse()
-                .ok()
-                .filter(|p| (1..=128).contains(p))
+            (None, family) => spelling::default_netmask(family),
+            (Some(m), Family::V4) => spelling::parse_netmask(family, &m)
+                .ok_or_else(|| format!("-M: `{m}` is not an IPv4 netmask"))?,
+            (Some(m), Family::V6) => spelling::parse_netmask(family, &m)
                 .ok_or_else(|| format!("-M: `{m}` is not a prefix length 1-128"))?,
         };
         let mut flags = sched_flags;
