@@ -11,19 +11,21 @@ pub mod pki;
 pub mod process;
 pub mod vm;
 
+/// True when the process runs as root (effective uid 0, read from procfs).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
 /// Panics with a clear message unless the process runs as root: namespace
 /// and VM tests must fail, not pass, where they cannot run.
 pub fn require_root() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        });
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
+    assert!(
+        is_root(),
         "this test needs root (network namespaces, the kernel VM): run `cargo xtask test` as root"
     );
 }

@@ -201,10 +201,8 @@ pub struct Lan {
 pub struct Host {
     /// The host's namespace.
     pub ns: Netns,
-    /// Its address on the LAN.
+    /// Its address on the LAN (on `eth0`).
     pub addr: Ipv4Addr,
-    /// Its LAN interface's name inside `ns` (always `eth0`).
-    pub iface: &'static str,
 }
 
 impl Lan {
@@ -230,11 +228,7 @@ impl Lan {
         let addr = check_test_address(cidr)?;
         let ns = Netns::new(label)?;
         self.attach(&ns, "eth0", cidr)?;
-        Ok(Host {
-            ns,
-            addr,
-            iface: "eth0",
-        })
+        Ok(Host { ns, addr })
     }
 
     /// Joins an existing namespace to this bridge as interface `ifname`

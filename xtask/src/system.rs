@@ -31,15 +31,7 @@ const PACKAGES: &[(&str, &str)] = &[
 /// Python packages of the foreign gRPC client test.
 const PYTHON_PACKAGES: &[&str] = &["grpcio", "grpcio-health-checking", "grpcio-reflection"];
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
+pub use tandem_integration_tests::is_root;
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")

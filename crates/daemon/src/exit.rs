@@ -8,8 +8,6 @@ use std::process::ExitCode;
 pub const OK: u8 = 0;
 /// A runtime fault: restart me.
 pub const RUNTIME: u8 = 1;
-/// Bad command line (clap's own code).
-pub const USAGE: u8 = 2;
 /// Permission denied (sysexits EX_NOPERM): don't restart.
 pub const NO_PERMISSION: u8 = 77;
 /// Bad configuration (sysexits EX_CONFIG): don't restart.
