@@ -3,11 +3,14 @@
 //! [`RecordingBackend`] is the fake the logic is unit-tested against. An
 //! nftables or eBPF data plane would be another implementation.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
+use crate::effective::RealId;
 use crate::ipvs::client::{ClientError, IpvsClient};
 use crate::ipvs::codec::{self, EncodeError};
-use crate::ipvs::types::{SyncDaemon, SyncRole};
+use crate::ipvs::types::{ServiceKey, Stats, SyncDaemon, SyncRole};
 use crate::owner::{Connect, SyncControl};
 use crate::plan::{Op, apply_to};
 use crate::table::{ServiceSpec, Table};
@@ -23,10 +26,44 @@ pub enum BackendError {
     Encode(#[from] EncodeError),
 }
 
+/// A real's live connection counts and traffic counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealCounters {
+    /// Active connections.
+    pub active: u32,
+    /// Inactive connections.
+    pub inactive: u32,
+    /// Persistence templates.
+    pub persistent: u32,
+    /// Traffic.
+    pub stats: Stats,
+}
+
+/// Live counters of the whole table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Per service.
+    pub services: HashMap<ServiceKey, Stats>,
+    /// Per real.
+    pub reals: HashMap<RealId, RealCounters>,
+}
+
+impl Counters {
+    /// Connections known, summed over the reals (active + inactive).
+    pub fn connections(&self) -> u64 {
+        self.reals
+            .values()
+            .map(|r| u64::from(r.active) + u64::from(r.inactive))
+            .sum()
+    }
+}
+
 /// What ipvsd needs from a data plane.
 pub trait Backend: Send {
     /// The table as the data plane has it now.
     fn read(&mut self) -> impl Future<Output = Result<Table, BackendError>> + Send;
+    /// Live counters of the table.
+    fn counters(&mut self) -> impl Future<Output = Result<Counters, BackendError>> + Send;
     /// Applies `ops` in order; one result per op (a refused op does not stop the rest).
     fn apply(
         &mut self,
@@ -74,6 +111,26 @@ impl Backend for KernelBackend {
         Ok(table)
     }
 
+    async fn counters(&mut self) -> Result<Counters, BackendError> {
+        let mut counters = Counters::default();
+        for (entry, dests) in self.client.table().await? {
+            let key = entry.service.key;
+            counters.services.insert(key, entry.stats);
+            for d in dests {
+                counters.reals.insert(
+                    (key, d.dest.addr, d.dest.port),
+                    RealCounters {
+                        active: d.active_conns,
+                        inactive: d.inact_conns,
+                        persistent: d.persist_conns,
+                        stats: d.stats,
+                    },
+                );
+            }
+        }
+        Ok(counters)
+    }
+
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
         let requests = ops.iter().map(request).collect::<Result<Vec<_>, _>>()?;
         let outcomes = self.client.execute(requests).await?;
@@ -103,6 +160,11 @@ impl Connect for KernelConnect {
 }
 
 impl SyncControl for KernelBackend {
+    async fn sync_role(&mut self) -> Result<Option<bool>, BackendError> {
+        let running = self.client.daemons().await?;
+        Ok(running.first().map(|d| d.role == SyncRole::Master))
+    }
+
     async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
         let running = self.client.daemons().await?;
         let want = role.map(|master| {
@@ -148,6 +210,8 @@ pub struct RecordingBackend {
     pub refuse: Vec<usize>,
     /// The sync role last set: `Some(true)` master, `Some(false)` backup.
     pub sync: Option<bool>,
+    /// Active connections per real, as the test sets them.
+    pub conns: HashMap<RealId, u32>,
     seen: usize,
 }
 
@@ -162,6 +226,10 @@ impl RecordingBackend {
 }
 
 impl SyncControl for RecordingBackend {
+    async fn sync_role(&mut self) -> Result<Option<bool>, BackendError> {
+        Ok(self.sync)
+    }
+
     async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
         self.sync = role;
         Ok(())
@@ -171,6 +239,25 @@ impl SyncControl for RecordingBackend {
 impl Backend for RecordingBackend {
     async fn read(&mut self) -> Result<Table, BackendError> {
         Ok(self.table.clone())
+    }
+
+    async fn counters(&mut self) -> Result<Counters, BackendError> {
+        let mut counters = Counters::default();
+        for (key, spec) in &self.table.services {
+            counters.services.insert(*key, Stats::default());
+            for &(addr, port) in spec.dests.keys() {
+                let id = (*key, addr, port);
+                let active = self.conns.get(&id).copied().unwrap_or(0);
+                counters.reals.insert(
+                    id,
+                    RealCounters {
+                        active,
+                        ..RealCounters::default()
+                    },
+                );
+            }
+        }
+        Ok(counters)
     }
 
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
@@ -186,5 +273,42 @@ impl Backend for RecordingBackend {
             }
         }
         Ok(results)
+    }
+}
+
+/// A [`RecordingBackend`] behind a shared lock, so a test can look at the
+/// fake while an owner holds it; it connects to itself.
+#[derive(Clone, Debug, Default)]
+pub struct SharedRecording(pub Arc<tokio::sync::Mutex<RecordingBackend>>);
+
+impl Backend for SharedRecording {
+    async fn read(&mut self) -> Result<Table, BackendError> {
+        self.0.lock().await.read().await
+    }
+
+    async fn counters(&mut self) -> Result<Counters, BackendError> {
+        self.0.lock().await.counters().await
+    }
+
+    async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
+        self.0.lock().await.apply(ops).await
+    }
+}
+
+impl SyncControl for SharedRecording {
+    async fn sync_role(&mut self) -> Result<Option<bool>, BackendError> {
+        self.0.lock().await.sync_role().await
+    }
+
+    async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
+        self.0.lock().await.set_sync(role).await
+    }
+}
+
+impl Connect for SharedRecording {
+    type Backend = Self;
+
+    async fn connect(&self) -> Result<Self, BackendError> {
+        Ok(self.clone())
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tandem_daemon::{ConfigError, DaemonConfig, DaemonSettings};
 
+use crate::check::CheckSpec;
+use crate::field::FieldError;
 use crate::ipvs::types::{Family, Forward, Protocol, ServiceKey};
 use crate::spelling;
 
@@ -156,6 +158,8 @@ pub struct VirtualService {
     /// The real servers.
     #[serde(default)]
     pub reals: Vec<RealServer>,
+    /// How checkd probes the reals (default: a TCP connect).
+    pub check: Option<CheckSpec>,
 }
 
 /// A firewall-mark service's family.
@@ -213,6 +217,8 @@ pub struct RealServer {
     /// Lower connection threshold (0 = none).
     #[serde(default)]
     pub lower_threshold: u32,
+    /// Overrides the service's check spec.
+    pub check: Option<CheckSpec>,
 }
 
 impl VirtualService {
@@ -269,28 +275,46 @@ impl DaemonConfig for IpvsdConfig {
                 "must be at least 100ms",
             ));
         }
-        let mut keys = BTreeSet::new();
-        for (i, vs) in self.virtual_services.iter().enumerate() {
-            let bad = |field: &str, message: String| {
-                ConfigError::invalid(origin, format!("virtual_services[{i}].{field}"), message)
-            };
-            validate_service(vs, &bad)?;
-            let key = vs
-                .key()
-                .ok_or_else(|| bad("address", "give address and port, or fwmark".into()))?;
-            if !keys.insert(key) {
-                return Err(bad("address", format!("{key} is defined twice")));
-            }
-        }
-        Ok(())
+        validate_services(&self.virtual_services).map_err(|e| {
+            ConfigError::invalid(origin, format!("virtual_services{}", e.field), e.message)
+        })
     }
 }
 
-/// Checks one service; `bad` builds an error for a field of it.
-fn validate_service(
-    vs: &VirtualService,
-    bad: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<(), ConfigError> {
+/// Checks a whole table of services; fields are `[i].…`.
+pub fn validate_services(services: &[VirtualService]) -> Result<(), FieldError> {
+    let mut keys = BTreeSet::new();
+    for (i, vs) in services.iter().enumerate() {
+        let at = |e: FieldError| FieldError::new(format!("[{i}].{}", e.field), e.message);
+        vs.validate().map_err(at)?;
+        let key = vs.key().ok_or_else(|| {
+            at(FieldError::new(
+                "address",
+                "give address and port, or fwmark",
+            ))
+        })?;
+        if !keys.insert(key) {
+            return Err(at(FieldError::new(
+                "address",
+                format!("{key} is defined twice"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl VirtualService {
+    /// Checks the rules serde cannot; fields are relative to the service.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        validate_service(self)
+    }
+}
+
+fn bad(field: &str, message: String) -> FieldError {
+    FieldError::new(field, message)
+}
+
+fn validate_service(vs: &VirtualService) -> Result<(), FieldError> {
     match (vs.fwmark, vs.address, vs.port) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(bad(
@@ -394,6 +418,12 @@ fn validate_service(
                 "must not exceed upper_threshold".into(),
             ));
         }
+        if let Some(check) = &real.check {
+            check.validate().map_err(|e| e.within(&field("check")))?;
+        }
+    }
+    if let Some(check) = &vs.check {
+        check.validate().map_err(|e| e.within("check"))?;
     }
     Ok(())
 }

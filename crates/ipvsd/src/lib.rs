@@ -3,20 +3,24 @@
 //! master; STANDBY means table applied and sync backup. It never decides a
 //! role (hbd does) and never probes real servers (checkd does).
 //!
-//! Built so far: the IPVS netlink client ([`ipvs`]), the desired table and
-//! its diff ([`table`], [`plan`]), the data-plane seam ([`backend`]), one
-//! reconcile pass ([`reconcile`]), the ipvsadm rule format ([`rules`]), the
-//! config ([`config`], validated by `--check-config`) and the effective
-//! weights ([`effective`]), and the table owner ([`owner`]) that the
-//! resource transitions drive: STANDBY/ACTIVE reconcile the kernel (with
-//! rollback) and set the sync daemon backup/master; STOPPED removes the
-//! table; a drift check repairs or reports. Still to come (issue #5): health
-//! and drain from the API, `tandem.ipvs.v1`.
+//! The parts: the IPVS netlink client ([`ipvs`]); the desired table and its
+//! diff ([`table`], [`plan`]); the data-plane seam ([`backend`]); one
+//! reconcile pass ([`reconcile`]); the ipvsadm rule format ([`rules`]); the
+//! config ([`config`], with the check specs of [`check`]), validated by
+//! `--check-config`; the run-time model of services, health and drains
+//! ([`model`]) and the effective weights derived from it ([`effective`]);
+//! the table owner ([`owner`]) that resource transitions and API changes
+//! drive; operator drains ([`drain`]); and `tandem.ipvs.v1` ([`api`]).
 
+pub mod api;
 pub mod backend;
+pub mod check;
 pub mod config;
+pub mod drain;
 pub mod effective;
+pub mod field;
 pub mod ipvs;
+pub mod model;
 pub mod owner;
 pub mod plan;
 pub mod reconcile;
@@ -32,6 +36,7 @@ use tandem_daemon::{Daemon, Services};
 use tandem_resource::{ResourceMachine, ResourceService};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::IpvsService;
 use crate::backend::KernelConnect;
 use crate::config::IpvsdConfig;
 use crate::owner::Owner;
@@ -59,7 +64,10 @@ impl Daemon for Ipvsd {
 
     fn services(&self, shutdown: &CancellationToken) -> Services {
         let resource = ResourceService::new(self.machine.clone(), shutdown.clone());
-        Services::new().with(resource.into_server())
+        let table = IpvsService::new(self.machine.clone(), shutdown.clone());
+        Services::new()
+            .with(resource.into_server())
+            .with(table.into_server())
     }
 
     async fn reload(&self, config: IpvsdConfig) -> Result<(), BoxError> {

@@ -1,6 +1,8 @@
-//! The table owner: ipvsd's resource hook. It holds the config and the
-//! reals' run-time state, derives the desired table from them, and drives
-//! the data plane through the [`Backend`] seam:
+//! The table owner: ipvsd's resource hook. It holds the [`Model`] (the
+//! services and the reals' run-time state) and drives the data plane
+//! through the [`Backend`] seam. One lock covers the model, the data plane
+//! and whether the table is being served, so a change over the API and a
+//! resource transition never interleave.
 //!
 //! - STANDBY / ACTIVE: reconcile the data plane to the desired table; if
 //!   anything is refused, put back the table found before and fail the
@@ -8,33 +10,40 @@
 //!   backup while STANDBY, master while ACTIVE.
 //! - STOPPED: stop the sync daemon and remove the services one by one
 //!   (never a flush).
-//! - While STANDBY or ACTIVE, [`Owner::check_drift`] compares the data plane
-//!   with the desired table and repairs or reports, per config.
+//! - A change ([`Owner::change`]) is made on a copy of the model; while
+//!   serving, the copy's table is applied and the copy is kept only if the
+//!   data plane took all of it (otherwise the data plane is rolled back).
+//! - While serving, [`Owner::check_drift`] compares the data plane with the
+//!   desired table and repairs or reports, per config.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{MappedMutexGuard, MutexGuard};
+use tokio::sync::watch;
 
 use tandem_resource::{HookError, ResourceHook, State};
 
-use crate::backend::{Backend, BackendError};
-use crate::config::{DriftPolicy, IpvsdConfig};
-use crate::effective::{RealId, RealState, desired_table};
+use crate::backend::{Backend, BackendError, Counters};
+use crate::config::{DriftPolicy, IpvsdConfig, VirtualService};
+use crate::field::FieldError;
+use crate::model::{Model, ModelError};
+use crate::plan::Op;
 use crate::reconcile::{Report, reconcile};
 use crate::table::Table;
 
 /// Connects the data plane when first needed (the kernel may lack IPVS).
 pub trait Connect: Send + Sync + 'static {
     /// The data plane type.
-    type Backend: Backend;
+    type Backend: Backend + SyncControl;
     /// Opens it.
     fn connect(&self) -> impl Future<Output = Result<Self::Backend, BackendError>> + Send;
 }
 
 /// Sync-daemon control, separate from the table so fakes can leave it out.
 pub trait SyncControl: Send {
+    /// The sync daemon running: `Some(true)` master, `Some(false)` backup.
+    fn sync_role(&mut self) -> impl Future<Output = Result<Option<bool>, BackendError>> + Send;
     /// Makes this node the sync master (`true`) or backup (`false`), or stops
     /// syncing (`None`).
     fn set_sync(
@@ -43,119 +52,241 @@ pub trait SyncControl: Send {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
+/// Why a change was not made. Nothing of it was kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The result would be invalid.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// It names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The data plane refused part of it; the rest was rolled back.
+    #[error("the kernel refused: {0}; the previous table was restored")]
+    Refused(String),
+    /// The data plane could not be reached.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl From<ModelError> for ChangeError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Invalid(e) => Self::Invalid(e),
+            ModelError::NotFound(what) => Self::NotFound(what),
+        }
+    }
+}
+
+/// What a change did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The data plane operations, in order (empty while not serving).
+    pub plan: Vec<Op>,
+    /// False for a dry run.
+    pub applied: bool,
+    /// The model's version after the change (unchanged by a dry run).
+    pub version: u64,
+}
+
+/// The desired services as published to `Watch` subscribers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The model's version.
+    pub version: u64,
+    /// The services.
+    pub services: Vec<VirtualService>,
+}
+
+/// A consistent view for status: the model, and the data plane's counters
+/// and sync role while serving.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The model.
+    pub model: Model,
+    /// True while the data plane holds the table.
+    pub serving: bool,
+    /// Live counters (while serving).
+    pub counters: Option<Counters>,
+    /// The sync daemon: `Some(true)` master, `Some(false)` backup.
+    pub sync: Option<bool>,
+}
+
+struct Inner<B> {
+    backend: Option<B>,
+    model: Model,
+    serving: bool,
+}
+
 /// ipvsd's resource hook and table state.
 pub struct Owner<C: Connect> {
     connect: C,
-    backend: tokio::sync::Mutex<Option<C::Backend>>,
+    inner: tokio::sync::Mutex<Inner<C::Backend>>,
     config: Mutex<IpvsdConfig>,
-    states: Mutex<HashMap<RealId, RealState>>,
-    serving: Mutex<bool>,
+    published: watch::Sender<Arc<Snapshot>>,
+    next_drain: AtomicU64,
 }
 
-impl<C: Connect> Owner<C>
-where
-    C::Backend: SyncControl,
-{
-    /// An owner of the table `config` describes.
+impl<C: Connect> Owner<C> {
+    /// An owner of the table `config` describes (already validated).
     pub fn new(connect: C, config: IpvsdConfig) -> Self {
+        let model = Model::new(config.virtual_services.clone());
+        let (published, _) = watch::channel(Arc::new(snapshot(&model)));
         Self {
             connect,
-            backend: tokio::sync::Mutex::new(None),
+            inner: tokio::sync::Mutex::new(Inner {
+                backend: None,
+                model,
+                serving: false,
+            }),
             config: Mutex::new(config),
-            states: Mutex::new(HashMap::new()),
-            serving: Mutex::new(false),
+            published,
+            next_drain: AtomicU64::new(1),
         }
     }
 
-    fn desired(&self) -> Table {
-        let config = self
-            .config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        desired_table(&config, &states)
-    }
-
-    /// Replaces the config (SIGHUP) and, while serving, applies it at once.
-    pub async fn reload(&self, config: IpvsdConfig) -> Result<(), HookError> {
-        *self
-            .config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-        if *self
-            .serving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            let report = self.apply_desired().await?;
-            tracing::info!(operations = report.applied.len(), "reloaded config applied");
-        }
-        Ok(())
-    }
-
-    /// The config in force.
+    /// The config in force (its services as loaded; the model may have
+    /// changed since).
     pub fn config(&self) -> IpvsdConfig {
         self.config
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// The data plane, connected on first use (the kernel may lack IPVS at
-    /// start; a later transition retries).
-    async fn backend(&self) -> Result<MappedMutexGuard<'_, C::Backend>, BackendError> {
-        let mut slot = self.backend.lock().await;
-        let backend = match slot.take() {
-            Some(backend) => backend,
-            None => self.connect.connect().await?,
-        };
-        Ok(MutexGuard::map(slot, move |slot| slot.insert(backend)))
+    /// The desired services now and after every change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.published.subscribe()
     }
 
-    /// Reconciles to the desired table; on a refusal, restores what was
-    /// there and fails with the refusals.
-    async fn apply_desired(&self) -> Result<Report, HookError> {
-        let desired = self.desired();
-        let report = async {
-            let mut b = self.backend().await?;
-            let before = b.read().await?;
-            let report = reconcile(&mut *b, &desired, false).await?;
-            if !report.refused.is_empty() {
-                let rollback = reconcile(&mut *b, &before, false).await?;
-                if !rollback.converged() {
-                    tracing::error!(remaining = ?rollback.remaining, "rollback of a failed apply did not converge");
+    /// A fresh id for a drain.
+    pub fn drain_id(&self) -> u64 {
+        self.next_drain.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Edits the model with `edit` and, while serving, applies the result
+    /// (or with `dry_run` only plans it). All or nothing.
+    pub async fn change<T>(
+        &self,
+        dry_run: bool,
+        edit: impl FnOnce(&mut Model) -> Result<T, ModelError>,
+    ) -> Result<(Change, T), ChangeError> {
+        let mut inner = self.inner.lock().await;
+        let mut next = inner.model.clone();
+        let out = edit(&mut next)?;
+        let plan = if inner.serving {
+            let backend = backend(&self.connect, &mut inner.backend).await?;
+            apply_or_restore(backend, &next.desired(), dry_run).await?
+        } else {
+            Vec::new()
+        };
+        if !dry_run {
+            self.commit(&mut inner, next);
+        }
+        Ok((
+            Change {
+                plan,
+                applied: !dry_run,
+                version: inner.model.version(),
+            },
+            out,
+        ))
+    }
+
+    /// Records facts (health, a finished drain) in the model and, while
+    /// serving, applies them. Unlike [`Owner::change`] the facts are kept
+    /// even if the data plane refuses (the drift check retries).
+    pub async fn observe<T>(&self, edit: impl FnOnce(&mut Model) -> T) -> T {
+        let mut inner = self.inner.lock().await;
+        let out = edit(&mut inner.model);
+        if inner.serving {
+            let desired = inner.model.desired();
+            let applied = async {
+                let backend = backend(&self.connect, &mut inner.backend).await?;
+                reconcile(backend, &desired, false).await
+            };
+            match applied.await {
+                Ok(report) if !report.refused.is_empty() => {
+                    tracing::warn!(refused = ?report.refused, "the kernel refused a health update; the drift check retries");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not apply a health update"),
             }
-            Ok::<_, BackendError>(report)
         }
-        .await
-        .map_err(|e| HookError(e.to_string()))?;
-        if report.refused.is_empty() {
-            return Ok(report);
+        out
+    }
+
+    /// Reads the model.
+    pub async fn read<T>(&self, look: impl FnOnce(&Model) -> T) -> T {
+        look(&self.inner.lock().await.model)
+    }
+
+    /// Live counters while serving; `None` when the data plane does not
+    /// hold the table.
+    pub async fn counters(&self) -> Result<Option<Counters>, BackendError> {
+        let mut inner = self.inner.lock().await;
+        if !inner.serving {
+            return Ok(None);
         }
-        let why: Vec<String> = report.refused.iter().map(|(_, why)| why.clone()).collect();
-        Err(HookError(format!(
-            "the kernel refused: {}; the previous table was restored",
-            why.join("; ")
-        )))
+        let backend = backend(&self.connect, &mut inner.backend).await?;
+        Ok(Some(backend.counters().await?))
+    }
+
+    /// The model, and while serving the counters and sync role.
+    pub async fn view(&self) -> Result<View, BackendError> {
+        let mut inner = self.inner.lock().await;
+        let (counters, sync) = if inner.serving {
+            let backend = backend(&self.connect, &mut inner.backend).await?;
+            (Some(backend.counters().await?), backend.sync_role().await?)
+        } else {
+            (None, None)
+        };
+        Ok(View {
+            model: inner.model.clone(),
+            serving: inner.serving,
+            counters,
+            sync,
+        })
+    }
+
+    /// What the data plane holds now (the kernel table, whoever wrote it).
+    pub async fn read_data_plane(&self) -> Result<Table, BackendError> {
+        let mut inner = self.inner.lock().await;
+        backend(&self.connect, &mut inner.backend)
+            .await?
+            .read()
+            .await
+    }
+
+    /// Replaces the config (SIGHUP). Its services replace the model's only
+    /// if they differ from the file's services as last loaded, so a reload
+    /// for another setting keeps changes made over the API. Nothing changes
+    /// if the data plane refuses the new table.
+    pub async fn reload(&self, config: IpvsdConfig) -> Result<(), ChangeError> {
+        let loaded = self.config().virtual_services;
+        if config.virtual_services != loaded {
+            let services = config.virtual_services.clone();
+            let (change, ()) = self.change(false, |m| m.replace(services)).await?;
+            tracing::info!(
+                operations = change.plan.len(),
+                "the file's virtual services changed; they replace the table"
+            );
+        }
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
+        Ok(())
     }
 
     /// One drift check: compare, then repair or report per config. Returns
     /// the differences found (empty when in sync or not serving).
     pub async fn check_drift(&self) -> Result<Report, BackendError> {
-        if !*self
-            .serving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        let dry_run = self.config().drift == DriftPolicy::Report;
+        let mut inner = self.inner.lock().await;
+        if !inner.serving {
             return Ok(Report::default());
         }
-        let dry_run = self.config().drift == DriftPolicy::Report;
-        let desired = self.desired();
-        let report = reconcile(&mut *self.backend().await?, &desired, dry_run).await?;
+        let desired = inner.model.desired();
+        let backend = backend(&self.connect, &mut inner.backend).await?;
+        let report = reconcile(backend, &desired, dry_run).await?;
         if !report.plan.is_empty() {
             let ops: Vec<String> = report.plan.iter().map(ToString::to_string).collect();
             if dry_run {
@@ -166,39 +297,88 @@ where
         }
         Ok(report)
     }
+
+    fn commit(&self, inner: &mut Inner<C::Backend>, next: Model) {
+        let republish = next.version() != inner.model.version();
+        inner.model = next;
+        if republish {
+            self.published
+                .send_replace(Arc::new(snapshot(&inner.model)));
+        }
+    }
 }
 
-impl<C: Connect> ResourceHook for Owner<C>
-where
-    C::Backend: SyncControl,
-{
+fn snapshot(model: &Model) -> Snapshot {
+    Snapshot {
+        version: model.version(),
+        services: model.services().to_vec(),
+    }
+}
+
+/// The data plane, connected on first use (the kernel may lack IPVS at
+/// start; a later call retries).
+async fn backend<'a, C: Connect>(
+    connect: &C,
+    slot: &'a mut Option<C::Backend>,
+) -> Result<&'a mut C::Backend, BackendError> {
+    Ok(match slot {
+        Some(backend) => backend,
+        None => slot.insert(connect.connect().await?),
+    })
+}
+
+/// Reconciles `backend` to `desired` (or plans it); on a refusal restores
+/// what was there and fails with the refusals. Returns the plan.
+async fn apply_or_restore<B: Backend>(
+    backend: &mut B,
+    desired: &Table,
+    dry_run: bool,
+) -> Result<Vec<Op>, ChangeError> {
+    let before = backend.read().await?;
+    let report = reconcile(backend, desired, dry_run).await?;
+    if report.refused.is_empty() {
+        return Ok(report.plan);
+    }
+    let rollback = reconcile(backend, &before, false).await?;
+    if !rollback.converged() {
+        tracing::error!(remaining = ?rollback.remaining, "rollback of a failed apply did not converge");
+    }
+    let why: Vec<String> = report.refused.into_iter().map(|(_, why)| why).collect();
+    Err(ChangeError::Refused(why.join("; ")))
+}
+
+impl<C: Connect> ResourceHook for Owner<C> {
     async fn enter(&self, _from: State, to: State) -> Result<(), HookError> {
         let sync_wanted = self.config().sync.is_some();
+        let mut inner = self.inner.lock().await;
+        let inner = &mut *inner;
+        let fail = |e: &dyn std::fmt::Display| HookError(e.to_string());
         match to {
             State::Standby | State::Active => {
-                let report = self.apply_desired().await?;
-                tracing::info!(operations = report.applied.len(), %to, "kernel table reconciled");
+                let desired = inner.model.desired();
+                let backend = backend(&self.connect, &mut inner.backend)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                let plan = apply_or_restore(backend, &desired, false)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                tracing::info!(operations = plan.len(), %to, "kernel table reconciled");
                 let role = sync_wanted.then_some(to == State::Active);
-                let synced = async { self.backend().await?.set_sync(role).await };
-                synced
+                backend
+                    .set_sync(role)
                     .await
                     .map_err(|e| HookError(format!("sync daemon: {e}")))?;
-                *self
-                    .serving
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+                inner.serving = true;
             }
             State::Stopped => {
-                *self
-                    .serving
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
-                let cleared = async {
-                    let mut b = self.backend().await?;
-                    b.set_sync(None).await?;
-                    reconcile(&mut *b, &Table::new(), false).await
-                };
-                let report = cleared.await.map_err(|e| HookError(e.to_string()))?;
+                inner.serving = false;
+                let backend = backend(&self.connect, &mut inner.backend)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                backend.set_sync(None).await.map_err(|e| fail(&e))?;
+                let report = reconcile(backend, &Table::new(), false)
+                    .await
+                    .map_err(|e| fail(&e))?;
                 if !report.converged() {
                     return Err(HookError(format!(
                         "could not remove {} services",

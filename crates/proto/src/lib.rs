@@ -2,7 +2,7 @@
 //! package under `proto/`. This crate holds generated code and the encoded
 //! descriptor set only: no logic lives here.
 //!
-//! `tandem.ipvs.v1`, `tandem.check.v1`, `tandem.vip.v1` and `tandem.hb.v1` are laid out in
+//! `tandem.check.v1`, `tandem.vip.v1` and `tandem.hb.v1` are laid out in
 //! `proto/` but declare no messages yet, so prost generates no module for
 //! them; each gets its module here when its daemon's issue fills it in.
 
@@ -17,5 +17,13 @@ pub mod resource {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/tandem.resource.v1.rs"));
+    }
+}
+
+/// `tandem.ipvs.v1`: ipvsd's service-table API.
+pub mod ipvs {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/tandem.ipvs.v1.rs"));
     }
 }

@@ -50,7 +50,12 @@ fn states(list: &[(u8, Health, bool)]) -> HashMap<RealId, RealState> {
                 id(*last),
                 RealState {
                     health: *health,
-                    drained: *drained,
+                    drain: if *drained {
+                        Drain::Drained { timed_out: false }
+                    } else {
+                        Drain::None
+                    },
+                    ..RealState::default()
                 },
             )
         })
@@ -59,38 +64,50 @@ fn states(list: &[(u8, Health, bool)]) -> HashMap<RealId, RealState> {
 
 #[test]
 fn unchecked_and_healthy_reals_get_their_configured_weight() {
-    let t = desired_table(&config(WEB), &states(&[(101, Health::Up, false)]));
+    let t = desired_table(
+        &config(WEB).virtual_services,
+        &states(&[(101, Health::Up, false)]),
+    );
     assert_eq!(weights(&t), vec![(101, 3), (102, 1)]);
 }
 
 #[test]
 fn a_failed_real_of_a_quiescent_service_stays_with_weight_zero() {
-    let t = desired_table(&config(WEB), &states(&[(101, Health::Down, false)]));
+    let t = desired_table(
+        &config(WEB).virtual_services,
+        &states(&[(101, Health::Down, false)]),
+    );
     assert_eq!(weights(&t), vec![(101, 0), (102, 1)]);
 }
 
 #[test]
 fn a_failed_real_of_a_non_quiescent_service_is_removed() {
     let yaml = WEB.replace("scheduler: wrr", "scheduler: wrr\n    quiescent: false");
-    let t = desired_table(&config(&yaml), &states(&[(101, Health::Down, false)]));
+    let t = desired_table(
+        &config(&yaml).virtual_services,
+        &states(&[(101, Health::Down, false)]),
+    );
     assert_eq!(weights(&t), vec![(102, 1)]);
 }
 
 #[test]
 fn a_drained_real_gets_weight_zero_even_when_healthy() {
-    let t = desired_table(&config(WEB), &states(&[(102, Health::Up, true)]));
+    let t = desired_table(
+        &config(WEB).virtual_services,
+        &states(&[(102, Health::Up, true)]),
+    );
     assert_eq!(weights(&t), vec![(101, 3), (102, 0)]);
 }
 
 #[test]
 fn the_fallback_server_comes_in_when_no_real_can_serve_and_leaves_after() {
     let down = desired_table(
-        &config(WEB),
+        &config(WEB).virtual_services,
         &states(&[(101, Health::Down, false), (102, Health::Down, false)]),
     );
     assert_eq!(weights(&down), vec![(101, 0), (102, 0), (200, 1)]);
     let back = desired_table(
-        &config(WEB),
+        &config(WEB).virtual_services,
         &states(&[(101, Health::Down, false), (102, Health::Up, false)]),
     );
     assert_eq!(weights(&back), vec![(101, 0), (102, 1)]);

@@ -1,37 +1,11 @@
 //! The table owner's transitions and drift handling against the recording
 //! fake (the kernel versions run in the VM tier).
 
-use std::sync::Arc;
-
 use super::*;
-use crate::backend::RecordingBackend;
+use crate::backend::SharedRecording;
 use crate::plan::Op;
 
-/// A fake data plane that the test can inspect while the owner holds it.
-#[derive(Clone, Default)]
-struct Shared(Arc<tokio::sync::Mutex<RecordingBackend>>);
-
-impl Backend for Shared {
-    async fn read(&mut self) -> Result<Table, BackendError> {
-        self.0.lock().await.read().await
-    }
-    async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
-        self.0.lock().await.apply(ops).await
-    }
-}
-
-impl SyncControl for Shared {
-    async fn set_sync(&mut self, role: Option<bool>) -> Result<(), BackendError> {
-        self.0.lock().await.set_sync(role).await
-    }
-}
-
-impl Connect for Shared {
-    type Backend = Shared;
-    async fn connect(&self) -> Result<Shared, BackendError> {
-        Ok(self.clone())
-    }
-}
+type Shared = SharedRecording;
 
 const SEED: &str = "
 sync: {interface: eth0, sync_id: 7}
@@ -133,4 +107,128 @@ async fn no_drift_check_while_stopped() {
     let report = owner.check_drift().await.unwrap();
     assert!(report.plan.is_empty());
     assert!(fake.0.lock().await.applied.is_empty());
+}
+
+fn real(address: &str) -> crate::config::RealServer {
+    crate::config::RealServer {
+        address: address.parse().unwrap(),
+        port: None,
+        weight: 1,
+        forward: None,
+        upper_threshold: 0,
+        lower_threshold: 0,
+        check: None,
+    }
+}
+
+fn seed_key() -> crate::ipvs::types::ServiceKey {
+    config(SEED).virtual_services[0].key().unwrap()
+}
+
+#[tokio::test]
+async fn a_change_while_stopped_is_kept_and_applied_at_standby() {
+    let (owner, fake) = owner(SEED);
+    let (change, ()) = owner
+        .change(false, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    assert!(change.plan.is_empty(), "nothing to apply while stopped");
+    assert!(fake.0.lock().await.applied.is_empty());
+    owner.enter(State::Stopped, State::Standby).await.unwrap();
+    assert_eq!(fake.0.lock().await.table.dest_count(), 3);
+}
+
+#[tokio::test]
+async fn a_change_while_serving_is_applied_or_only_planned() {
+    let (owner, fake) = owner(SEED);
+    owner.enter(State::Stopped, State::Active).await.unwrap();
+    let before = fake.0.lock().await.applied.len();
+    let (dry, ()) = owner
+        .change(true, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    assert_eq!(dry.plan.len(), 1);
+    assert!(!dry.applied);
+    assert_eq!(fake.0.lock().await.applied.len(), before);
+    assert_eq!(owner.read(|m| m.desired().dest_count()).await, 2);
+
+    let (done, ()) = owner
+        .change(false, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    assert_eq!(done.plan, dry.plan);
+    assert_eq!(fake.0.lock().await.table.dest_count(), 3);
+    assert_eq!(done.version, dry.version + 1);
+}
+
+#[tokio::test]
+async fn a_change_the_kernel_refuses_leaves_kernel_and_model_as_they_were() {
+    let (owner, fake) = owner(SEED);
+    owner.enter(State::Stopped, State::Active).await.unwrap();
+    let kernel_before = fake.0.lock().await.table.clone();
+    let version = owner.read(Model::version).await;
+    {
+        let mut f = fake.0.lock().await;
+        let next = f.applied.len();
+        // The new service goes in, its second real is refused.
+        f.refuse = vec![next + 2];
+    }
+    let mut vs = config(SEED).virtual_services[0].clone();
+    vs.port = Some(443);
+    vs.reals.truncate(2);
+    let err = owner
+        .change(false, |m| m.put_service(vs))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChangeError::Refused(_)), "{err}");
+    assert_eq!(fake.0.lock().await.table, kernel_before);
+    assert_eq!(owner.read(Model::version).await, version);
+    assert_eq!(owner.read(|m| m.services().len()).await, 1);
+}
+
+#[tokio::test]
+async fn reload_keeps_api_changes_unless_the_files_services_changed() {
+    let (owner, fake) = owner(SEED);
+    owner.enter(State::Stopped, State::Standby).await.unwrap();
+    owner
+        .change(false, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    owner
+        .reload(config(&format!("drift: report\n{SEED}")))
+        .await
+        .unwrap();
+    assert_eq!(fake.0.lock().await.table.dest_count(), 3, "API change lost");
+    assert_eq!(owner.config().drift, DriftPolicy::Report);
+
+    let edited = SEED.replace("      - address: 198.51.100.102\n", "");
+    owner.reload(config(&edited)).await.unwrap();
+    assert_eq!(fake.0.lock().await.table.dest_count(), 1);
+}
+
+#[tokio::test]
+async fn watchers_see_structural_changes_only() {
+    let (owner, _fake) = owner(SEED);
+    let mut rx = owner.subscribe();
+    let first = rx.borrow_and_update().clone();
+    assert_eq!(first.services.len(), 1);
+    owner
+        .observe(|m| {
+            m.set_health(
+                (seed_key(), "198.51.100.101".parse().unwrap(), 80),
+                crate::effective::Health::Down,
+                "timeout".into(),
+            )
+        })
+        .await
+        .unwrap();
+    assert!(!rx.has_changed().unwrap(), "a health change was published");
+    owner
+        .change(false, |m| m.delete_service(seed_key()))
+        .await
+        .unwrap();
+    assert!(rx.has_changed().unwrap());
+    let next = rx.borrow_and_update().clone();
+    assert!(next.services.is_empty());
+    assert_eq!(next.version, first.version + 1);
 }
