@@ -60,6 +60,24 @@ impl Daemon {
         Self { child }
     }
 
+    /// Starts workspace binary `name` with `args` inside network namespace
+    /// `ns`, its stdout and stderr written to `log`.
+    pub fn start_in(ns: &crate::netns::Netns, name: &str, args: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = file.try_clone().expect("cloning the log file");
+        let program = binary(name);
+        let child = ns
+            .command(&program.to_string_lossy())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} in {}: {e}", ns.name()));
+        Self { child }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -2,6 +2,7 @@
 //! `cl_status`, `hb_standby` and `ipvsadm -L` were to the old stack).
 //! It only talks gRPC; it never changes the host itself.
 
+mod ipvs;
 mod resource;
 mod target;
 
@@ -37,6 +38,11 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// ipvsd's table (the daemon defaults to ipvsd).
+    Ipvs {
+        #[command(subcommand)]
+        command: ipvs::IpvsCommand,
+    },
     /// Ask the daemon's grpc.health.v1 service; exits 1 unless SERVING.
     Health {
         /// Service to ask about; empty for the daemon as a whole.
@@ -67,8 +73,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let channel = cli.target.connect().await?;
+    let default_daemon = match cli.command {
+        Command::Ipvs { .. } => "ipvsd",
+        _ => "hbd",
+    };
+    let channel = cli.target.connect(default_daemon).await?;
     match cli.command {
+        Command::Ipvs { command } => ipvs::run(channel, command).await,
         Command::Status => resource::status(channel).await,
         Command::Transition { state, epoch } => resource::transition(channel, state, epoch).await,
         Command::Watch { count } => resource::watch(channel, count).await,

@@ -9,9 +9,10 @@ use tonic::transport::Channel;
 /// Flags that pick the daemon.
 #[derive(clap::Args)]
 pub struct TargetFlags {
-    /// Daemon whose default socket (/run/tandem/<NAME>.sock) to use.
-    #[arg(long, short = 'd', default_value = "hbd", value_name = "NAME")]
-    daemon: String,
+    /// Daemon whose default socket (/run/tandem/<NAME>.sock) to use
+    /// (default: hbd, or ipvsd for `ipvs` commands).
+    #[arg(long, short = 'd', value_name = "NAME")]
+    daemon: Option<String>,
     /// Unix socket to use instead of the daemon's default.
     #[arg(long, value_name = "PATH", conflicts_with = "tcp")]
     socket: Option<PathBuf>,
@@ -33,8 +34,9 @@ pub struct TargetFlags {
 }
 
 impl TargetFlags {
-    /// Opens a channel to the chosen daemon.
-    pub async fn connect(&self) -> anyhow::Result<Channel> {
+    /// Opens a channel to the chosen daemon (`default` when none is named).
+    pub async fn connect(&self, default: &str) -> anyhow::Result<Channel> {
+        let daemon = self.daemon.as_deref().unwrap_or(default);
         if let (Some(addr), Some(ca), Some(cert), Some(key)) =
             (&self.tcp, &self.tls_ca, &self.tls_cert, &self.tls_key)
         {
@@ -45,18 +47,18 @@ impl TargetFlags {
                 server_name: self
                     .server_name
                     .clone()
-                    .unwrap_or_else(|| self.daemon.clone()),
+                    .unwrap_or_else(|| daemon.to_owned()),
             };
             return client::connect_tcp(addr, &tls)
                 .await
-                .with_context(|| format!("connecting to {} over TCP", self.daemon));
+                .with_context(|| format!("connecting to {daemon} over TCP"));
         }
         let socket = self
             .socket
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/run/tandem/{}.sock", self.daemon)));
+            .unwrap_or_else(|| PathBuf::from(format!("/run/tandem/{daemon}.sock")));
         client::connect_unix(&socket)
             .await
-            .with_context(|| format!("connecting to {}", self.daemon))
+            .with_context(|| format!("connecting to {daemon}"))
     }
 }
