@@ -237,3 +237,68 @@ async fn tandemctl_applies_a_file_after_a_dry_run_and_drains_at_once_when_stoppe
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_killed_ipvsd_restarts_from_its_state_file_unless_the_config_was_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipvsd.sock");
+    let config = dir.path().join("ipvsd.yaml");
+    let state = dir.path().join("table.pb");
+    std::fs::write(
+        &config,
+        format!("state_file: {}\n{CONFIG}", state.display()),
+    )
+    .unwrap();
+    let args = [
+        "--listen",
+        socket.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let run = || {
+        let mut d = Daemon::start("ipvsd", &args);
+        d.wait_for_socket(&socket);
+        d
+    };
+    let first = run();
+    let (ok, _) = tandemctl(&socket, &["drain", "198.51.100.12"]);
+    assert!(ok);
+    client(&socket)
+        .await
+        .put_real(pb::PutRealRequest {
+            service: Some(web()),
+            real: Some(pb::RealServer {
+                address: "198.51.100.13".into(),
+                ..pb::RealServer::default()
+            }),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    first.signal(rustix::process::Signal::KILL);
+    drop(first);
+
+    let second = run();
+    let (_, list) = tandemctl(&socket, &["list"]);
+    assert!(
+        list.contains("-> 198.51.100.13:80"),
+        "API change lost:\n{list}"
+    );
+    let drained = list
+        .lines()
+        .find(|l| l.contains("198.51.100.12:80"))
+        .unwrap();
+    assert!(drained.contains("drained"), "drain lost:\n{list}");
+    second.signal(rustix::process::Signal::KILL);
+    drop(second);
+
+    // The operator edits the file's services: the file wins.
+    let edited = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("scheduler: rr", "scheduler: wlc");
+    std::fs::write(&config, edited).unwrap();
+    let _third = run();
+    let (_, list) = tandemctl(&socket, &["list"]);
+    assert!(list.contains("TCP 198.51.100.10:80 wlc"), "{list}");
+    assert!(!list.contains("198.51.100.13"), "{list}");
+}

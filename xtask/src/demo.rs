@@ -144,6 +144,9 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
+/// The state file the example config names.
+const STATE_FILE: &str = "/var/lib/tandem/ipvsd/table.pb";
+
 /// Copies the binaries and ipvsd's config into a fresh directory.
 fn stage(root: &Path) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tandem-demo-stage-{}", std::process::id()));
@@ -152,11 +155,12 @@ fn stage(root: &Path) -> anyhow::Result<PathBuf> {
         std::fs::copy(root.join("target/debug").join(name), dir.join(name))
             .with_context(|| format!("staging {name}"))?;
     }
-    std::fs::copy(
-        root.join("deploy/config/ipvsd.yaml"),
-        dir.join("ipvsd.yaml"),
-    )
-    .context("staging ipvsd.yaml")?;
+    // The example keeps its state file under /var/lib; the demo keeps it here.
+    let config = std::fs::read_to_string(root.join("deploy/config/ipvsd.yaml"))
+        .context("reading deploy/config/ipvsd.yaml")?;
+    let state = dir.join("ipvsd.table");
+    let config = config.replace(STATE_FILE, &state.to_string_lossy());
+    std::fs::write(dir.join("ipvsd.yaml"), config).context("staging ipvsd.yaml")?;
     Ok(dir)
 }
 
@@ -212,6 +216,30 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     }
 
     show_table();
+
+    step("the table through ipvsd's API: health, drains, effective weights, connections");
+    ctl(bins, &dir, "ipvsd", &["ipvs", "list"])?;
+
+    step(
+        "maintenance on 198.51.100.12: drain it (weight 0, wait for its connections), then bring it back",
+    );
+    if !ctl(
+        bins,
+        &dir,
+        "ipvsd",
+        &[
+            "ipvs",
+            "drain",
+            "198.51.100.12",
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    )? {
+        bail!("the drain failed");
+    }
+    show_table();
+    ctl(bins, &dir, "ipvsd", &["ipvs", "undrain", "198.51.100.12"])?;
 
     step("asking again is a no-op (idempotent)");
     ctl(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -37,6 +38,10 @@ pub struct IpvsdConfig {
     /// Connection synchronisation between the directors: master while
     /// ACTIVE, backup while STANDBY. None: no sync daemon.
     pub sync: Option<SyncConfig>,
+    /// Where ipvsd keeps the table as changed over the API (and drains),
+    /// so a restart serves what was served. None: API changes last until
+    /// the daemon stops.
+    pub state_file: Option<PathBuf>,
     /// The virtual services.
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
@@ -180,6 +185,7 @@ impl Default for IpvsdConfig {
             drift: DriftPolicy::default(),
             drift_check_interval: default_drift_interval(),
             sync: None,
+            state_file: None,
             virtual_services: Vec::new(),
         }
     }

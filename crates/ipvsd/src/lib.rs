@@ -10,7 +10,8 @@
 //! `--check-config`; the run-time model of services, health and drains
 //! ([`model`]) and the effective weights derived from it ([`effective`]);
 //! the table owner ([`owner`]) that resource transitions and API changes
-//! drive; operator drains ([`drain`]); and `tandem.ipvs.v1` ([`api`]).
+//! drive; operator drains ([`drain`]); the state file that keeps API
+//! changes across restarts ([`store`]); and `tandem.ipvs.v1` ([`api`]).
 
 pub mod api;
 pub mod backend;
@@ -26,6 +27,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod rules;
 pub mod spelling;
+pub mod store;
 pub mod table;
 
 use std::time::Duration;
@@ -57,7 +59,8 @@ impl Daemon for Ipvsd {
                 .as_ref()
                 .map(|s| (s.interface.clone(), s.sync_id)),
         };
-        let machine = ResourceMachine::new(Self::NAME, Owner::new(connect, config.clone()));
+        let owner = Owner::restore(connect, config.clone())?;
+        let machine = ResourceMachine::new(Self::NAME, owner);
         tokio::spawn(drift_loop(machine.clone()));
         Ok(Self { machine })
     }

@@ -11,6 +11,7 @@ use crate::config::{RealServer, VirtualService, validate_services};
 use crate::effective::{Drain, Health, RealId, RealState, desired_table};
 use crate::field::FieldError;
 use crate::ipvs::types::ServiceKey;
+use crate::store::Stored;
 use crate::table::Table;
 
 /// Why an edit was refused.
@@ -51,6 +52,29 @@ impl Model {
             states: HashMap::new(),
             version: 1,
         }
+    }
+
+    /// A model restored from a state file: its services, and its drained
+    /// reals drained (a drain in progress resumes as finished).
+    pub fn restored(stored: Stored) -> Self {
+        let mut model = Self::new(stored.services);
+        for id in stored.drained {
+            model.set_drain(id, Drain::Drained { timed_out: false });
+        }
+        model.changed();
+        model
+    }
+
+    /// The reals drained or being drained.
+    pub fn drained(&self) -> Vec<RealId> {
+        let mut ids: Vec<RealId> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.drain.is_drained())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// The services, in order.

@@ -30,6 +30,7 @@ use crate::field::FieldError;
 use crate::model::{Model, ModelError};
 use crate::plan::Op;
 use crate::reconcile::{Report, reconcile};
+use crate::store::{Store, StoreError};
 use crate::table::Table;
 
 /// Connects the data plane when first needed (the kernel may lack IPVS).
@@ -116,6 +117,7 @@ struct Inner<B> {
     backend: Option<B>,
     model: Model,
     serving: bool,
+    store: Option<Store>,
 }
 
 /// ipvsd's resource hook and table state.
@@ -128,9 +130,32 @@ pub struct Owner<C: Connect> {
 }
 
 impl<C: Connect> Owner<C> {
-    /// An owner of the table `config` describes (already validated).
+    /// An owner of the table `config` describes (already validated),
+    /// keeping no state file.
     pub fn new(connect: C, config: IpvsdConfig) -> Self {
         let model = Model::new(config.virtual_services.clone());
+        Self::with(connect, config, model, None)
+    }
+
+    /// An owner that keeps the table in `config.state_file` (when set),
+    /// starting from what the file holds if it grew from the config's
+    /// current services.
+    pub fn restore(connect: C, config: IpvsdConfig) -> Result<Self, StoreError> {
+        let Some(path) = &config.state_file else {
+            return Ok(Self::new(connect, config));
+        };
+        let store = Store::new(path, &config.virtual_services);
+        let model = match store.load()? {
+            Some(stored) => {
+                tracing::info!(file = %path.display(), services = stored.services.len(), drained = stored.drained.len(), "table restored from the state file");
+                Model::restored(stored)
+            }
+            None => Model::new(config.virtual_services.clone()),
+        };
+        Ok(Self::with(connect, config, model, Some(store)))
+    }
+
+    fn with(connect: C, config: IpvsdConfig, model: Model, store: Option<Store>) -> Self {
         let (published, _) = watch::channel(Arc::new(snapshot(&model)));
         Self {
             connect,
@@ -138,6 +163,7 @@ impl<C: Connect> Owner<C> {
                 backend: None,
                 model,
                 serving: false,
+                store,
             }),
             config: Mutex::new(config),
             published,
@@ -171,6 +197,17 @@ impl<C: Connect> Owner<C> {
         dry_run: bool,
         edit: impl FnOnce(&mut Model) -> Result<T, ModelError>,
     ) -> Result<(Change, T), ChangeError> {
+        self.change_then(dry_run, edit, |_| {}).await
+    }
+
+    /// [`Owner::change`], running `then` under the same lock before the
+    /// result is committed.
+    async fn change_then<T>(
+        &self,
+        dry_run: bool,
+        edit: impl FnOnce(&mut Model) -> Result<T, ModelError>,
+        then: impl FnOnce(&mut Inner<C::Backend>),
+    ) -> Result<(Change, T), ChangeError> {
         let mut inner = self.inner.lock().await;
         let mut next = inner.model.clone();
         let out = edit(&mut next)?;
@@ -181,6 +218,7 @@ impl<C: Connect> Owner<C> {
             Vec::new()
         };
         if !dry_run {
+            then(&mut inner);
             self.commit(&mut inner, next);
         }
         Ok((
@@ -198,7 +236,11 @@ impl<C: Connect> Owner<C> {
     /// even if the data plane refuses (the drift check retries).
     pub async fn observe<T>(&self, edit: impl FnOnce(&mut Model) -> T) -> T {
         let mut inner = self.inner.lock().await;
+        let drained = inner.model.drained();
         let out = edit(&mut inner.model);
+        if inner.model.drained() != drained {
+            save(&inner);
+        }
         if inner.serving {
             let desired = inner.model.desired();
             let applied = async {
@@ -266,7 +308,17 @@ impl<C: Connect> Owner<C> {
         let loaded = self.config().virtual_services;
         if config.virtual_services != loaded {
             let services = config.virtual_services.clone();
-            let (change, ()) = self.change(false, |m| m.replace(services)).await?;
+            let (change, ()) = self
+                .change_then(
+                    false,
+                    |m| m.replace(services),
+                    |inner| {
+                        if let Some(store) = &mut inner.store {
+                            store.rebase(&config.virtual_services);
+                        }
+                    },
+                )
+                .await?;
             tracing::info!(
                 operations = change.plan.len(),
                 "the file's virtual services changed; they replace the table"
@@ -301,10 +353,21 @@ impl<C: Connect> Owner<C> {
     fn commit(&self, inner: &mut Inner<C::Backend>, next: Model) {
         let republish = next.version() != inner.model.version();
         inner.model = next;
+        save(inner);
         if republish {
             self.published
                 .send_replace(Arc::new(snapshot(&inner.model)));
         }
+    }
+}
+
+/// Writes the model to the state file, if there is one. A failure is
+/// logged, not returned: the change is already in the kernel.
+fn save<B>(inner: &Inner<B>) {
+    if let Some(store) = &inner.store
+        && let Err(e) = store.save(inner.model.services(), &inner.model.drained())
+    {
+        tracing::error!(error = %e, "could not write the state file; a restart would lose the latest changes");
     }
 }
 

@@ -232,3 +232,37 @@ async fn watchers_see_structural_changes_only() {
     assert!(next.services.is_empty());
     assert_eq!(next.version, first.version + 1);
 }
+
+#[tokio::test]
+async fn a_restarted_owner_restores_api_changes_and_drains_from_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "state_file: {}\n{SEED}",
+        dir.path().join("table.pb").display()
+    );
+    let first = Owner::restore(Shared::default(), config(&yaml)).unwrap();
+    first
+        .change(false, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    let drained = (seed_key(), "198.51.100.101".parse().unwrap(), 80);
+    first
+        .change(false, |m| {
+            m.set_drain(drained, crate::effective::Drain::Draining { drain: 1 });
+            Ok(())
+        })
+        .await
+        .unwrap();
+    drop(first);
+
+    let (fake, second) = {
+        let fake = Shared::default();
+        let owner = Owner::restore(fake.clone(), config(&yaml)).unwrap();
+        (fake, owner)
+    };
+    second.enter(State::Stopped, State::Standby).await.unwrap();
+    let f = fake.0.lock().await;
+    assert_eq!(f.table.dest_count(), 3, "the API's real was lost");
+    let weight = f.table.services.values().next().unwrap().dests[&(drained.1, 80)].weight;
+    assert_eq!(weight, 0, "the drain was lost");
+}
