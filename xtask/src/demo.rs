@@ -155,12 +155,11 @@ fn stage(root: &Path) -> anyhow::Result<PathBuf> {
         std::fs::copy(root.join("target/debug").join(name), dir.join(name))
             .with_context(|| format!("staging {name}"))?;
     }
-    // The example keeps its state file under /var/lib; the demo keeps it here.
-    let config = std::fs::read_to_string(root.join("deploy/config/ipvsd.yaml"))
-        .context("reading deploy/config/ipvsd.yaml")?;
-    let state = dir.join("ipvsd.table");
-    let config = config.replace(STATE_FILE, &state.to_string_lossy());
-    std::fs::write(dir.join("ipvsd.yaml"), config).context("staging ipvsd.yaml")?;
+    std::fs::copy(
+        root.join("deploy/config/ipvsd.yaml"),
+        dir.join("ipvsd.yaml"),
+    )
+    .context("staging ipvsd.yaml")?;
     Ok(dir)
 }
 
@@ -182,13 +181,21 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         dir: dir.clone(),
     };
 
+    // The example keeps its state file under /var/lib; the demo keeps it here.
+    let config = std::fs::read_to_string(bins.join("ipvsd.yaml")).context("reading ipvsd.yaml")?;
+    let state = dir.join("ipvsd.table");
+    std::fs::write(
+        dir.join("ipvsd.yaml"),
+        config.replace(STATE_FILE, &state.to_string_lossy()),
+    )?;
+
     step("start the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
     for daemon in GROUP {
         let sock = socket(&dir, daemon);
         let mut cmd = Command::new(bin(bins, daemon));
         cmd.arg("--listen").arg(&sock);
         if *daemon == "ipvsd" {
-            cmd.arg("--config").arg(bins.join("ipvsd.yaml"));
+            cmd.arg("--config").arg(dir.join("ipvsd.yaml"));
             println!(
                 "$ ipvsd --listen {} --config ipvsd.yaml   # the seed's cluster",
                 sock.display()

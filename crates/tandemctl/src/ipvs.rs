@@ -249,7 +249,7 @@ pub fn render(table: &pb::ListServicesResponse) -> String {
     let _ = writeln!(out, "table version {} ({state})", table.version);
     let _ = writeln!(
         out,
-        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight Eff   Health Drain    ActiveConn InActConn"
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight Eff   Health  Drain    ActiveConn InActConn"
     );
     for s in &table.services {
         let vs = s.service.clone().unwrap_or_default();
@@ -289,7 +289,7 @@ pub fn render(table: &pb::ListServicesResponse) -> String {
             );
             let _ = write!(
                 out,
-                "  -> {:<29} {:<7} {:<6} {:<5} {:<6} {:<8} {:<10} {}",
+                "  -> {:<29} {:<7} {:<6} {:<5} {:<7} {:<8} {:<10} {}",
                 target.to_string(),
                 forward_name(real.forward(), vs.forward()),
                 real.weight.unwrap_or(1),
