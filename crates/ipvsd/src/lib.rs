@@ -78,14 +78,15 @@ impl Daemon for Ipvsd {
     }
 }
 
-/// Compares the kernel with the desired table every `drift_check_interval`
-/// while serving; repairs or reports per config.
+/// Every `drift_check_interval` while serving: compares the kernel with the
+/// desired table (repairs or reports per config), looks at the sync daemon,
+/// and puts what it found in the resource status.
 async fn drift_loop(machine: ResourceMachine<Owner<KernelConnect>>) {
     loop {
         let interval = machine.hook().config().drift_check_interval;
         tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
-        if let Err(e) = machine.hook().check_drift().await {
-            tracing::warn!(error = %e, "drift check failed");
+        if let Some((health, detail)) = machine.hook().check_health().await {
+            machine.set_health(health, detail);
         }
     }
 }

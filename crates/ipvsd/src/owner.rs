@@ -16,13 +16,14 @@
 //! - While serving, [`Owner::check_drift`] compares the data plane with the
 //!   desired table and repairs or reports, per config.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use tandem_resource::{HookError, ResourceHook, State};
+use tandem_resource::{Health, HookError, ResourceHook, State};
 
 use crate::backend::{Backend, BackendError, Counters};
 use crate::config::{DriftPolicy, IpvsdConfig, VirtualService};
@@ -348,6 +349,61 @@ impl<C: Connect> Owner<C> {
             }
         }
         Ok(report)
+    }
+
+    /// The periodic check while serving: drift (repaired or reported, per
+    /// config), then the sync daemon. Returns what the resource's health
+    /// and detail should say, e.g. `kernel table in sync; sync backup,
+    /// 1204 connections known`; `None` while not serving.
+    pub async fn check_health(&self) -> Option<(Health, String)> {
+        let drift = self.check_drift().await;
+        let sync_wanted = self.config().sync.is_some();
+        let mut inner = self.inner.lock().await;
+        if !inner.serving {
+            return None;
+        }
+        let mut health = Health::Ok;
+        let mut detail = match drift {
+            Ok(r) if r.plan.is_empty() => "kernel table in sync".to_owned(),
+            Ok(r) if !r.refused.is_empty() => {
+                health = Health::Degraded;
+                format!("the kernel refused {} repairs of drift", r.refused.len())
+            }
+            Ok(r) if r.applied.is_empty() => {
+                health = Health::Degraded;
+                format!(
+                    "kernel table differs by {} operations (drift: report)",
+                    r.plan.len()
+                )
+            }
+            Ok(r) => format!("repaired drift ({} operations)", r.applied.len()),
+            Err(e) => {
+                health = Health::Degraded;
+                format!("cannot read the kernel table: {e}")
+            }
+        };
+        if sync_wanted {
+            let sync = async {
+                let backend = backend(&self.connect, &mut inner.backend).await?;
+                let role = backend.sync_role().await?;
+                Ok::<_, BackendError>((role, backend.counters().await?.connections()))
+            };
+            match sync.await {
+                Ok((Some(true), _)) => detail.push_str("; sync master"),
+                Ok((Some(false), known)) => {
+                    let _ = write!(detail, "; sync backup, {known} connections known");
+                }
+                Ok((None, _)) => {
+                    health = Health::Degraded;
+                    detail.push_str("; the sync daemon is not running");
+                }
+                Err(e) => {
+                    health = Health::Degraded;
+                    let _ = write!(detail, "; cannot read the sync daemon: {e}");
+                }
+            }
+        }
+        Some((health, detail))
     }
 
     fn commit(&self, inner: &mut Inner<C::Backend>, next: Model) {

@@ -266,3 +266,32 @@ async fn a_restarted_owner_restores_api_changes_and_drains_from_the_state_file()
     let weight = f.table.services.values().next().unwrap().dests[&(drained.1, 80)].weight;
     assert_eq!(weight, 0, "the drain was lost");
 }
+
+#[tokio::test]
+async fn the_health_check_reports_drift_and_the_sync_backups_connections() {
+    let (owner, fake) = owner(&format!("drift: report\n{SEED}"));
+    assert_eq!(owner.check_health().await, None, "not serving");
+    owner.enter(State::Stopped, State::Standby).await.unwrap();
+    fake.0
+        .lock()
+        .await
+        .conns
+        .insert((seed_key(), "198.51.100.101".parse().unwrap(), 80), 7);
+    let (health, detail) = owner.check_health().await.unwrap();
+    assert_eq!(health, Health::Ok);
+    assert_eq!(
+        detail,
+        "kernel table in sync; sync backup, 7 connections known"
+    );
+
+    let key = seed_key();
+    let gone = Op::DeleteDest(key, "198.51.100.102".parse().unwrap(), 80);
+    assert!(crate::plan::apply_to(&mut fake.0.lock().await.table, &gone));
+    fake.0.lock().await.sync = None;
+    let (health, detail) = owner.check_health().await.unwrap();
+    assert_eq!(health, Health::Degraded);
+    assert_eq!(
+        detail,
+        "kernel table differs by 1 operations (drift: report); the sync daemon is not running"
+    );
+}
