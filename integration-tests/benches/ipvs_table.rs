@@ -5,9 +5,12 @@
 //!     versus one pipelined `IpvsClient::execute`;
 //! (b) change one real's weight: per-operation cost with a 10-real table and
 //!     with the 10,000-real table (should not depend on table size);
-//! (c) dump the whole table: `ipvsadm-save -n` versus `IpvsClient::table`.
+//! (c) dump the whole table: `ipvsadm-save -n` versus `IpvsClient::table`;
+//! (d) the ipvsd daemon with that table: time to STANDBY from an empty
+//!     kernel and again after a restart (adoption), and its idle RSS.
 //!
-//! Run: `cargo bench -p tandem-integration-tests --bench ipvs_table` (root).
+//! Run (root): `cargo build --release --bins && cargo bench -p
+//! tandem-integration-tests --bench ipvs_table` ((d) runs the release ipvsd).
 
 #![allow(
     clippy::unwrap_used,
@@ -193,6 +196,91 @@ async fn in_guest() {
         ms(our_dump),
         peer_dump.as_secs_f64() / our_dump.as_secs_f64()
     );
+
+    run("ipvsadm -C", None);
+    daemon_figures().await;
+}
+
+/// ipvsd's config holding the benchmark's table.
+fn config(services: u16) -> String {
+    let mut text = String::from("virtual_services:\n");
+    for i in 0..services {
+        text.push_str(&format!(
+            "  - address: 198.51.100.10\n    port: {}\n    reals:\n",
+            10_000 + i
+        ));
+        for r in 0..REALS {
+            text.push_str(&format!("      - address: 203.0.113.{}\n", r + 1));
+        }
+    }
+    text
+}
+
+/// `VmRSS` and `VmHWM` of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// (d): the daemon loads the table at STANDBY, then adopts it after a restart.
+async fn daemon_figures() {
+    use tandem_integration_tests::process::Daemon;
+    use tandem_proto::resource::v1 as pb;
+
+    let path = "/tmp/ipvsd-bench.yaml";
+    std::fs::write(path, config(SERVICES)).unwrap();
+    let socket = std::path::Path::new("/tmp/ipvsd-bench.sock");
+    let standby = |epoch: u64| async move {
+        let channel = tandem_daemon::client::connect_unix(socket).await.unwrap();
+        let start = Instant::now();
+        pb::resource_client::ResourceClient::new(channel)
+            .transition(pb::TransitionRequest {
+                target: pb::State::Standby.into(),
+                epoch,
+            })
+            .await
+            .unwrap();
+        start.elapsed()
+    };
+    let start = || {
+        let mut d = Daemon::start_logging(
+            "ipvsd",
+            &["--listen", "/tmp/ipvsd-bench.sock", "--config", path],
+            std::path::Path::new("/tmp/ipvsd-bench.log"),
+        );
+        d.wait_for_socket(socket);
+        d
+    };
+    let first = start();
+    let (empty, _) = rss_kib(first.pid());
+    let load = standby(1).await;
+    first.signal(rustix::process::Signal::KILL);
+    drop(first);
+    let second = start();
+    let adopt = standby(2).await;
+    // Idle: past one drift check (5 s), which dumps the whole table.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (rss, peak) = rss_kib(second.pid());
+    println!(
+        "(d) ipvsd with {} reals: STANDBY from empty {:.0} ms, after a restart (adopt) {:.0} ms; \
+         idle RSS {:.1} MiB (peak {:.1} MiB; {:.1} MiB before any table; goal under 15 MiB)",
+        usize::from(SERVICES) * usize::from(REALS),
+        ms(load),
+        ms(adopt),
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        empty as f64 / 1024.0
+    );
+    drop(second);
+    run("ipvsadm -C", None);
 }
 
 fn main() {
@@ -205,7 +293,11 @@ fn main() {
         return;
     }
     tandem_integration_tests::require_root();
-    let out = tandem_integration_tests::guest::run_self_in_vm("--bench", Duration::from_secs(900));
+    let out = tandem_integration_tests::guest::run_self_in_vm_with(
+        "--bench",
+        &["ipvsd"],
+        Duration::from_secs(900),
+    );
     print!("{}", out.output);
     assert_eq!(out.status, 0, "the benchmark failed in the VM");
 }
