@@ -47,6 +47,11 @@ impl Daemon {
     /// Starts workspace binary `name` with `args`, its stdout and stderr
     /// written to `log`.
     pub fn start_logging(name: &str, args: &[&str], log: &Path) -> Self {
+        Self::start_logging_env(name, args, log, &[])
+    }
+
+    /// [`Daemon::start_logging`] with extra environment variables.
+    pub fn start_logging_env(name: &str, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Self {
         let file = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let err = file.try_clone().expect("cloning the log file");
@@ -55,6 +60,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
+            .envs(env.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Self { child }

@@ -151,12 +151,10 @@ async fn start<D: Daemon>(
         .map_err(|e| Failure::Runtime(format!("starting {}: {e}", D::NAME)))?;
     let daemon = Arc::new(daemon);
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(
-        Arc::clone(&daemon),
-        flags,
-        resolved.config.settings().clone(),
-        shutdown.clone(),
-    )?;
+    let settings = settings.clone();
+    // The daemon keeps what it needs; a large config is not held twice.
+    drop(resolved.config);
+    spawn_signal_handler(Arc::clone(&daemon), flags, settings, shutdown.clone())?;
     tracing::info!(daemon = D::NAME, config = %resolved.origin, socket = %resolved.socket.display(), "starting");
     let listeners = Listeners {
         unix: (unix, resolved.socket),

@@ -164,7 +164,7 @@ pub struct VirtualService {
     #[serde(default)]
     pub reals: Vec<RealServer>,
     /// How checkd probes the reals (default: a TCP connect).
-    pub check: Option<CheckSpec>,
+    pub check: Option<Box<CheckSpec>>,
 }
 
 /// A firewall-mark service's family.
@@ -224,7 +224,7 @@ pub struct RealServer {
     #[serde(default)]
     pub lower_threshold: u32,
     /// Overrides the service's check spec.
-    pub check: Option<CheckSpec>,
+    pub check: Option<Box<CheckSpec>>,
 }
 
 impl VirtualService {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::{RealServer, VirtualService, validate_services};
 use crate::effective::{Drain, Health, RealId, RealState, desired_table};
@@ -39,7 +40,8 @@ pub struct Selector {
 /// The services and the reals' run-time state.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
-    services: Vec<VirtualService>,
+    /// Shared with published snapshots; copied on write.
+    services: Arc<Vec<VirtualService>>,
     states: HashMap<RealId, RealState>,
     version: u64,
 }
@@ -48,7 +50,7 @@ impl Model {
     /// A model of `services` (already validated), version 1.
     pub fn new(services: Vec<VirtualService>) -> Self {
         Self {
-            services,
+            services: Arc::new(services),
             states: HashMap::new(),
             version: 1,
         }
@@ -80,6 +82,11 @@ impl Model {
     /// The services, in order.
     pub fn services(&self) -> &[VirtualService] {
         &self.services
+    }
+
+    /// The services, shared (for snapshots).
+    pub fn shared_services(&self) -> Arc<Vec<VirtualService>> {
+        Arc::clone(&self.services)
     }
 
     /// Grows on every change to the services (not on health or drain).
@@ -125,9 +132,11 @@ impl Model {
         let key = vs.key().ok_or_else(|| {
             FieldError::new("service.address", "give address and port, or fwmark")
         })?;
-        match self.index_of(key) {
-            Ok(i) => self.services[i] = vs,
-            Err(_) => self.services.push(vs),
+        let index = self.index_of(key);
+        let services = Arc::make_mut(&mut self.services);
+        match index {
+            Ok(i) => services[i] = vs,
+            Err(_) => services.push(vs),
         }
         self.changed();
         Ok(())
@@ -136,7 +145,7 @@ impl Model {
     /// Removes the service with `key`.
     pub fn delete_service(&mut self, key: ServiceKey) -> Result<(), ModelError> {
         let i = self.index_of(key)?;
-        self.services.remove(i);
+        Arc::make_mut(&mut self.services).remove(i);
         self.changed();
         Ok(())
     }
@@ -167,7 +176,7 @@ impl Model {
                 Some(rest) => FieldError::new(format!("real{rest}"), e.message),
                 None => e.within("service"),
             })?;
-        self.services[i] = vs;
+        Arc::make_mut(&mut self.services)[i] = vs;
         self.changed();
         Ok(())
     }
@@ -180,7 +189,7 @@ impl Model {
         port: Option<u16>,
     ) -> Result<(), ModelError> {
         let i = self.index_of(key)?;
-        let vs = &mut self.services[i];
+        let vs = &mut Arc::make_mut(&mut self.services)[i];
         let port = port.or(vs.port).unwrap_or(0);
         let before = vs.reals.len();
         let reals = std::mem::take(&mut vs.reals);
@@ -201,7 +210,7 @@ impl Model {
     pub fn replace(&mut self, services: Vec<VirtualService>) -> Result<(), ModelError> {
         validate_services(&services)
             .map_err(|e| FieldError::new(format!("services{}", e.field), e.message))?;
-        self.services = services;
+        self.services = Arc::new(services);
         self.changed();
         Ok(())
     }

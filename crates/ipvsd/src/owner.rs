@@ -96,8 +96,8 @@ pub struct Change {
 pub struct Snapshot {
     /// The model's version.
     pub version: u64,
-    /// The services.
-    pub services: Vec<VirtualService>,
+    /// The services (shared with the model until it changes).
+    pub services: Arc<Vec<VirtualService>>,
 }
 
 /// A consistent view for status: the model, and the data plane's counters
@@ -430,7 +430,7 @@ fn save<B>(inner: &Inner<B>) {
 fn snapshot(model: &Model) -> Snapshot {
     Snapshot {
         version: model.version(),
-        services: model.services().to_vec(),
+        services: model.shared_services(),
     }
 }
 

@@ -178,7 +178,7 @@ pub fn virtual_service(vs: &pb::VirtualService) -> Result<VirtualService, FieldE
         check: vs
             .check
             .as_ref()
-            .map(|c| check_spec(c).map_err(|e| e.within("check")))
+            .map(|c| check_spec(c).map(Box::new).map_err(|e| e.within("check")))
             .transpose()?,
     })
 }
@@ -195,7 +195,7 @@ pub fn real_server(r: &pb::RealServer) -> Result<RealServer, FieldError> {
         check: r
             .check
             .as_ref()
-            .map(|c| check_spec(c).map_err(|e| e.within("check")))
+            .map(|c| check_spec(c).map(Box::new).map_err(|e| e.within("check")))
             .transpose()?,
     })
 }
@@ -229,7 +229,7 @@ pub fn virtual_service_to_wire(vs: &VirtualService) -> pb::VirtualService {
         quiescent: Some(vs.quiescent),
         fallback: vs.fallback.map(|f| f.to_string()).unwrap_or_default(),
         reals: vs.reals.iter().map(real_server_to_wire).collect(),
-        check: vs.check.as_ref().map(check_spec_to_wire),
+        check: vs.check.as_deref().map(check_spec_to_wire),
     }
 }
 
@@ -251,7 +251,7 @@ pub fn real_server_to_wire(r: &RealServer) -> pb::RealServer {
         forward: forward_to_wire(r.forward).into(),
         upper_threshold: r.upper_threshold,
         lower_threshold: r.lower_threshold,
-        check: r.check.as_ref().map(check_spec_to_wire),
+        check: r.check.as_deref().map(check_spec_to_wire),
     }
 }
 

@@ -50,6 +50,9 @@ pub enum ClientError {
     Decode(#[from] DecodeError),
 }
 
+/// Services whose reals are dumped per [`IpvsClient::table`] batch.
+const DUMP_BATCH: usize = 16;
+
 /// A connection to the kernel's IPVS table.
 pub struct IpvsClient {
     socket: AsyncFd<NlSocket>,
@@ -254,19 +257,20 @@ impl IpvsClient {
             .collect::<Result<_, _>>()?)
     }
 
-    /// The whole table (`ipvsadm -Ln`): every service with its reals, the
-    /// per-service dumps pipelined.
+    /// The whole table (`ipvsadm -Ln`): every service with its reals. The
+    /// kernel runs one dump per socket at a time, so the per-service dumps
+    /// go in batches of [`DUMP_BATCH`], each parsed before the next: the raw
+    /// replies of a large table are never all held at once.
     pub async fn table(&mut self) -> Result<Vec<(ServiceEntry, Vec<DestEntry>)>, ClientError> {
         let services = self.services().await?;
-        let requests = services
-            .iter()
-            .map(|s| codec::get_dests(&s.service.key))
-            .collect::<Result<Vec<_>, _>>()?;
-        let outcomes = self.execute(requests).await?;
-        services
-            .into_iter()
-            .zip(outcomes)
-            .map(|(s, outcome)| {
+        let mut table = Vec::with_capacity(services.len());
+        for batch in services.chunks(DUMP_BATCH) {
+            let requests = batch
+                .iter()
+                .map(|s| codec::get_dests(&s.service.key))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outcomes = self.execute(requests).await?;
+            for (s, outcome) in batch.iter().zip(outcomes) {
                 let key = s.service.key;
                 let parts = outcome.map_err(|source| ClientError::Kernel {
                     what: format!("listing reals of {key}"),
@@ -276,9 +280,10 @@ impl IpvsClient {
                     .iter()
                     .map(|g| codec::parse_dest(g, key.family()))
                     .collect::<Result<_, _>>()?;
-                Ok((s, dests))
-            })
-            .collect()
+                table.push((s.clone(), dests));
+            }
+        }
+        Ok(table)
     }
 
     /// The IPVS version and connection table size.
