@@ -30,7 +30,7 @@ use crate::config::{DriftPolicy, IpvsdConfig, VirtualService};
 use crate::field::FieldError;
 use crate::model::{Model, ModelError};
 use crate::plan::Op;
-use crate::reconcile::{Report, reconcile};
+use crate::reconcile::{Report, reconcile, reconcile_from};
 use crate::store::{Store, StoreError};
 use crate::table::Table;
 
@@ -454,7 +454,7 @@ async fn apply_or_restore<B: Backend>(
     dry_run: bool,
 ) -> Result<Vec<Op>, ChangeError> {
     let before = backend.read().await?;
-    let report = reconcile(backend, desired, dry_run).await?;
+    let report = reconcile_from(backend, &before, desired, dry_run).await?;
     if report.refused.is_empty() {
         return Ok(report.plan);
     }

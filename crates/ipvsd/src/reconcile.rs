@@ -36,7 +36,18 @@ pub async fn reconcile<B: Backend>(
     dry_run: bool,
 ) -> Result<Report, BackendError> {
     let current = backend.read().await?;
-    let ops = plan(&current, desired);
+    reconcile_from(backend, &current, desired, dry_run).await
+}
+
+/// [`reconcile`] when the caller has just read the data plane's table
+/// (`current`), so it is not read twice.
+pub async fn reconcile_from<B: Backend>(
+    backend: &mut B,
+    current: &Table,
+    desired: &Table,
+    dry_run: bool,
+) -> Result<Report, BackendError> {
+    let ops = plan(current, desired);
     if dry_run || ops.is_empty() {
         return Ok(Report {
             remaining: ops.clone(),
