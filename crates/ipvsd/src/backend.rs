@@ -39,7 +39,7 @@ pub struct RealCounters {
     pub stats: Stats,
 }
 
-/// Live counters of the whole table.
+/// Live counters of the whole table (read with it: [`Backend::read_live`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Per service.
@@ -62,8 +62,9 @@ impl Counters {
 pub trait Backend: Send {
     /// The table as the data plane has it now.
     fn read(&mut self) -> impl Future<Output = Result<Table, BackendError>> + Send;
-    /// Live counters of the table.
-    fn counters(&mut self) -> impl Future<Output = Result<Counters, BackendError>> + Send;
+    /// The table and its live counters, from one read.
+    fn read_live(&mut self)
+    -> impl Future<Output = Result<(Table, Counters), BackendError>> + Send;
     /// Applies `ops` in order; one result per op (a refused op does not stop the rest).
     fn apply(
         &mut self,
@@ -101,21 +102,16 @@ fn request(op: &Op) -> Result<codec::Request, EncodeError> {
 
 impl Backend for KernelBackend {
     async fn read(&mut self) -> Result<Table, BackendError> {
-        let mut table = Table::new();
-        for (entry, dests) in self.client.table().await? {
-            let spec = dests
-                .into_iter()
-                .fold(ServiceSpec::new(entry.service), |spec, d| spec.with(d.dest));
-            table.insert(spec);
-        }
-        Ok(table)
+        Ok(self.read_live().await?.0)
     }
 
-    async fn counters(&mut self) -> Result<Counters, BackendError> {
+    async fn read_live(&mut self) -> Result<(Table, Counters), BackendError> {
+        let mut table = Table::new();
         let mut counters = Counters::default();
         for (entry, dests) in self.client.table().await? {
             let key = entry.service.key;
             counters.services.insert(key, entry.stats);
+            let mut spec = ServiceSpec::new(entry.service);
             for d in dests {
                 counters.reals.insert(
                     (key, d.dest.addr, d.dest.port),
@@ -126,9 +122,11 @@ impl Backend for KernelBackend {
                         stats: d.stats,
                     },
                 );
+                spec = spec.with(d.dest);
             }
+            table.insert(spec);
         }
-        Ok(counters)
+        Ok((table, counters))
     }
 
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
@@ -241,7 +239,7 @@ impl Backend for RecordingBackend {
         Ok(self.table.clone())
     }
 
-    async fn counters(&mut self) -> Result<Counters, BackendError> {
+    async fn read_live(&mut self) -> Result<(Table, Counters), BackendError> {
         let mut counters = Counters::default();
         for (key, spec) in &self.table.services {
             counters.services.insert(*key, Stats::default());
@@ -257,7 +255,7 @@ impl Backend for RecordingBackend {
                 );
             }
         }
-        Ok(counters)
+        Ok((self.table.clone(), counters))
     }
 
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {
@@ -286,8 +284,8 @@ impl Backend for SharedRecording {
         self.0.lock().await.read().await
     }
 
-    async fn counters(&mut self) -> Result<Counters, BackendError> {
-        self.0.lock().await.counters().await
+    async fn read_live(&mut self) -> Result<(Table, Counters), BackendError> {
+        self.0.lock().await.read_live().await
     }
 
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), String>>, BackendError> {

@@ -272,7 +272,7 @@ impl<C: Connect> Owner<C> {
             return Ok(None);
         }
         let backend = backend(&self.connect, &mut inner.backend).await?;
-        Ok(Some(backend.counters().await?))
+        Ok(Some(backend.read_live().await?.1))
     }
 
     /// The model, and while serving the counters and sync role.
@@ -280,7 +280,10 @@ impl<C: Connect> Owner<C> {
         let mut inner = self.inner.lock().await;
         let (counters, sync) = if inner.serving {
             let backend = backend(&self.connect, &mut inner.backend).await?;
-            (Some(backend.counters().await?), backend.sync_role().await?)
+            (
+                Some(backend.read_live().await?.1),
+                backend.sync_role().await?,
+            )
         } else {
             (None, None)
         };
@@ -332,14 +335,24 @@ impl<C: Connect> Owner<C> {
     /// One drift check: compare, then repair or report per config. Returns
     /// the differences found (empty when in sync or not serving).
     pub async fn check_drift(&self) -> Result<Report, BackendError> {
-        let dry_run = self.config().drift == DriftPolicy::Report;
         let mut inner = self.inner.lock().await;
         if !inner.serving {
             return Ok(Report::default());
         }
+        Ok(self.drift_pass(&mut inner).await?.0)
+    }
+
+    /// The drift check under the caller's lock, from one read of the data
+    /// plane; also returns the counters of that read.
+    async fn drift_pass(
+        &self,
+        inner: &mut Inner<C::Backend>,
+    ) -> Result<(Report, Counters), BackendError> {
+        let dry_run = self.config().drift == DriftPolicy::Report;
         let desired = inner.model.desired();
         let backend = backend(&self.connect, &mut inner.backend).await?;
-        let report = reconcile(backend, &desired, dry_run).await?;
+        let (current, counters) = backend.read_live().await?;
+        let report = reconcile_from(backend, &current, &desired, dry_run).await?;
         if !report.plan.is_empty() {
             let ops: Vec<String> = report.plan.iter().map(ToString::to_string).collect();
             if dry_run {
@@ -348,7 +361,7 @@ impl<C: Connect> Owner<C> {
                 tracing::warn!(repaired = ?ops, refused = report.refused.len(), "repaired drift in the kernel table");
             }
         }
-        Ok(report)
+        Ok((report, counters))
     }
 
     /// The periodic check while serving: drift (repaired or reported, per
@@ -356,14 +369,15 @@ impl<C: Connect> Owner<C> {
     /// and detail should say, e.g. `kernel table in sync; sync backup,
     /// 1204 connections known`; `None` while not serving.
     pub async fn check_health(&self) -> Option<(Health, String)> {
-        let drift = self.check_drift().await;
         let sync_wanted = self.config().sync.is_some();
         let mut inner = self.inner.lock().await;
         if !inner.serving {
             return None;
         }
+        let drift = self.drift_pass(&mut inner).await;
+        let known = drift.as_ref().map_or(0, |(_, c)| c.connections());
         let mut health = Health::Ok;
-        let mut detail = match drift {
+        let mut detail = match drift.map(|(report, _)| report) {
             Ok(r) if r.plan.is_empty() => "kernel table in sync".to_owned(),
             Ok(r) if !r.refused.is_empty() => {
                 health = Health::Degraded;
@@ -385,15 +399,14 @@ impl<C: Connect> Owner<C> {
         if sync_wanted {
             let sync = async {
                 let backend = backend(&self.connect, &mut inner.backend).await?;
-                let role = backend.sync_role().await?;
-                Ok::<_, BackendError>((role, backend.counters().await?.connections()))
+                backend.sync_role().await
             };
             match sync.await {
-                Ok((Some(true), _)) => detail.push_str("; sync master"),
-                Ok((Some(false), known)) => {
+                Ok(Some(true)) => detail.push_str("; sync master"),
+                Ok(Some(false)) => {
                     let _ = write!(detail, "; sync backup, {known} connections known");
                 }
-                Ok((None, _)) => {
+                Ok(None) => {
                     health = Health::Degraded;
                     detail.push_str("; the sync daemon is not running");
                 }
