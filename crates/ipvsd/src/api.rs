@@ -180,19 +180,12 @@ impl<C: Connect> Ipvs for IpvsService<C> {
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         let req = request.into_inner();
         let key = convert::required_key("service", req.service.as_ref()).map_err(invalid)?;
-        let address = req.address.parse().map_err(|_| {
-            invalid(FieldError::new(
-                "address",
-                format!("`{}` is not an IP address", req.address),
-            ))
-        })?;
+        let address = convert::address("address", &req.address).map_err(invalid)?;
         let port = req
             .port
-            .map(|p| {
-                u16::try_from(p)
-                    .map_err(|_| invalid(FieldError::new("port", format!("{p} is not a port"))))
-            })
-            .transpose()?;
+            .map(|p| convert::port("port", p))
+            .transpose()
+            .map_err(invalid)?;
         self.owner()
             .change(req.dry_run, |m| m.delete_real(key, address, port))
             .await
@@ -351,12 +344,8 @@ fn health_report(
     r: &pb::HealthReport,
 ) -> Result<(RealId, crate::effective::Health, String), FieldError> {
     let key = convert::required_key("service", r.service.as_ref())?;
-    let address = r
-        .address
-        .parse()
-        .map_err(|_| FieldError::new("address", format!("`{}` is not an IP address", r.address)))?;
-    let port = u16::try_from(r.port)
-        .map_err(|_| FieldError::new("port", format!("{} is not a port", r.port)))?;
+    let address = convert::address("address", &r.address)?;
+    let port = convert::port("port", r.port)?;
     let health = convert::reported_health("health", r.health)?;
     Ok(((key, address, port), health, r.detail.clone()))
 }

@@ -309,129 +309,130 @@ pub fn validate_services(services: &[VirtualService]) -> Result<(), FieldError> 
     Ok(())
 }
 
-impl VirtualService {
-    /// Checks the rules serde cannot; fields are relative to the service.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        validate_service(self)
-    }
-}
-
 fn bad(field: &str, message: String) -> FieldError {
     FieldError::new(field, message)
 }
 
-fn validate_service(vs: &VirtualService) -> Result<(), FieldError> {
-    match (vs.fwmark, vs.address, vs.port) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(bad(
-                "fwmark",
-                "a firewall-mark service has no address or port".into(),
-            ));
-        }
-        (Some(0), ..) => return Err(bad("fwmark", "must be greater than 0".into())),
-        (None, None, _) => return Err(bad("address", "give address and port, or fwmark".into())),
-        (None, Some(_), None) => return Err(bad("port", "required for an address service".into())),
-        (None, Some(_), Some(0)) if vs.persistence.is_none() => {
-            return Err(bad("port", "0 (all ports) needs persistence".into()));
-        }
-        _ => {}
-    }
-    if !SCHEDULERS.contains(&vs.scheduler.as_str()) {
-        return Err(bad(
-            "scheduler",
-            format!("`{}` is not one of {}", vs.scheduler, SCHEDULERS.join(" ")),
-        ));
-    }
-    for (j, flag) in vs.scheduler_flags.iter().enumerate() {
-        let known = spelling::sched_flag_bit_of(&vs.scheduler, flag).is_some();
-        if !known {
-            return Err(bad(
-                &format!("scheduler_flags[{j}]"),
-                format!("`{flag}` is not a flag of scheduler {}", vs.scheduler),
-            ));
-        }
-    }
-    if vs.one_packet && vs.protocol != ProtocolName::Udp {
-        return Err(bad(
-            "one_packet",
-            "one-packet scheduling is for UDP services only".into(),
-        ));
-    }
-    let family = vs.key().map(|k| k.family());
-    if let Some(p) = &vs.persistence {
-        if p.timeout.as_secs() == 0 {
-            return Err(bad("persistence.timeout", "must be at least 1s".into()));
-        }
-        if let Some(mask) = &p.netmask {
-            // A prefix length for IPv6; for IPv4 a mask, contiguous (a prefix).
-            let ok = match family.unwrap_or(Family::V4) {
-                Family::V6 => spelling::parse_netmask(Family::V6, mask).is_some(),
-                Family::V4 => spelling::parse_netmask(Family::V4, mask)
-                    .is_some_and(|m| m.leading_ones() == m.count_ones()),
-            };
-            if !ok {
+impl VirtualService {
+    /// Checks the rules serde cannot; fields are relative to the service.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let vs = self;
+        match (vs.fwmark, vs.address, vs.port) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                 return Err(bad(
-                    "persistence.netmask",
-                    format!(
-                        "`{mask}` is not an IPv4 netmask or an IPv6 prefix length 1-128, as the service's family needs"
-                    ),
+                    "fwmark",
+                    "a firewall-mark service has no address or port".into(),
+                ));
+            }
+            (Some(0), ..) => return Err(bad("fwmark", "must be greater than 0".into())),
+            (None, None, _) => {
+                return Err(bad("address", "give address and port, or fwmark".into()));
+            }
+            (None, Some(_), None) => {
+                return Err(bad("port", "required for an address service".into()));
+            }
+            (None, Some(_), Some(0)) if vs.persistence.is_none() => {
+                return Err(bad("port", "0 (all ports) needs persistence".into()));
+            }
+            _ => {}
+        }
+        if !SCHEDULERS.contains(&vs.scheduler.as_str()) {
+            return Err(bad(
+                "scheduler",
+                format!("`{}` is not one of {}", vs.scheduler, SCHEDULERS.join(" ")),
+            ));
+        }
+        for (j, flag) in vs.scheduler_flags.iter().enumerate() {
+            let known = spelling::sched_flag_bit_of(&vs.scheduler, flag).is_some();
+            if !known {
+                return Err(bad(
+                    &format!("scheduler_flags[{j}]"),
+                    format!("`{flag}` is not a flag of scheduler {}", vs.scheduler),
                 ));
             }
         }
-    }
-    if let Some(fallback) = vs.fallback.filter(|f| Some(Family::of(&f.ip())) != family) {
-        return Err(bad(
-            "fallback",
-            format!("{fallback} is not of the service's address family"),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for (j, real) in vs.reals.iter().enumerate() {
-        let field = |f: &str| format!("reals[{j}].{f}");
-        let forward = real.forward.unwrap_or(vs.forward);
-        let port = vs.real_port(real);
-        if !(0..=65535).contains(&real.weight) {
+        if vs.one_packet && vs.protocol != ProtocolName::Udp {
             return Err(bad(
-                &field("weight"),
-                format!("{} is outside 0-65535", real.weight),
+                "one_packet",
+                "one-packet scheduling is for UDP services only".into(),
             ));
         }
-        if forward != ForwardName::Masq
-            && vs.fwmark.is_none()
-            && real.port.is_some_and(|p| Some(p) != vs.port)
-        {
-            return Err(bad(&field("port"), "route and tunnel forward to the service's own port: leave port out or use forward: masq".into()));
+        let family = vs.key().map(|k| k.family());
+        if let Some(p) = &vs.persistence {
+            if p.timeout.as_secs() == 0 {
+                return Err(bad("persistence.timeout", "must be at least 1s".into()));
+            }
+            if let Some(mask) = &p.netmask {
+                // A prefix length for IPv6; for IPv4 a mask, contiguous (a prefix).
+                let ok = match family.unwrap_or(Family::V4) {
+                    Family::V6 => spelling::parse_netmask(Family::V6, mask).is_some(),
+                    Family::V4 => spelling::parse_netmask(Family::V4, mask)
+                        .is_some_and(|m| m.leading_ones() == m.count_ones()),
+                };
+                if !ok {
+                    return Err(bad(
+                        "persistence.netmask",
+                        format!(
+                            "`{mask}` is not an IPv4 netmask or an IPv6 prefix length 1-128, as the service's family needs"
+                        ),
+                    ));
+                }
+            }
         }
-        let real_family = Family::of(&real.address);
-        if forward == ForwardName::Masq && Some(real_family) != family {
+        if let Some(fallback) = vs.fallback.filter(|f| Some(Family::of(&f.ip())) != family) {
             return Err(bad(
-                &field("address"),
-                format!(
-                    "{} cannot be a NAT real of a service of the other address family",
-                    real.address
-                ),
+                "fallback",
+                format!("{fallback} is not of the service's address family"),
             ));
         }
-        if !seen.insert((real.address, port)) {
-            return Err(bad(
-                &field("address"),
-                format!("{}:{port} is listed twice", real.address),
-            ));
+        let mut seen = BTreeSet::new();
+        for (j, real) in vs.reals.iter().enumerate() {
+            let field = |f: &str| format!("reals[{j}].{f}");
+            let forward = real.forward.unwrap_or(vs.forward);
+            let port = vs.real_port(real);
+            if !(0..=65535).contains(&real.weight) {
+                return Err(bad(
+                    &field("weight"),
+                    format!("{} is outside 0-65535", real.weight),
+                ));
+            }
+            if forward != ForwardName::Masq
+                && vs.fwmark.is_none()
+                && real.port.is_some_and(|p| Some(p) != vs.port)
+            {
+                return Err(bad(&field("port"), "route and tunnel forward to the service's own port: leave port out or use forward: masq".into()));
+            }
+            let real_family = Family::of(&real.address);
+            if forward == ForwardName::Masq && Some(real_family) != family {
+                return Err(bad(
+                    &field("address"),
+                    format!(
+                        "{} cannot be a NAT real of a service of the other address family",
+                        real.address
+                    ),
+                ));
+            }
+            if !seen.insert((real.address, port)) {
+                return Err(bad(
+                    &field("address"),
+                    format!("{}:{port} is listed twice", real.address),
+                ));
+            }
+            if real.lower_threshold > real.upper_threshold && real.upper_threshold != 0 {
+                return Err(bad(
+                    &field("lower_threshold"),
+                    "must not exceed upper_threshold".into(),
+                ));
+            }
+            if let Some(check) = &real.check {
+                check.validate().map_err(|e| e.within(&field("check")))?;
+            }
         }
-        if real.lower_threshold > real.upper_threshold && real.upper_threshold != 0 {
-            return Err(bad(
-                &field("lower_threshold"),
-                "must not exceed upper_threshold".into(),
-            ));
+        if let Some(check) = &vs.check {
+            check.validate().map_err(|e| e.within("check"))?;
         }
-        if let Some(check) = &real.check {
-            check.validate().map_err(|e| e.within(&field("check")))?;
-        }
+        Ok(())
     }
-    if let Some(check) = &vs.check {
-        check.validate().map_err(|e| e.within("check"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,12 +16,14 @@ use crate::effective::{Drain, Health};
 use crate::field::FieldError;
 use crate::ipvs::types::{Family, Protocol, ServiceKey};
 
-fn address(field: &str, text: &str) -> Result<IpAddr, FieldError> {
+/// `text` as an IP address, or an error naming `field`.
+pub fn address(field: &str, text: &str) -> Result<IpAddr, FieldError> {
     text.parse()
         .map_err(|_| FieldError::new(field, format!("`{text}` is not an IP address")))
 }
 
-fn port(field: &str, value: u32) -> Result<u16, FieldError> {
+/// `value` as a port, or an error naming `field`.
+pub fn port(field: &str, value: u32) -> Result<u16, FieldError> {
     u16::try_from(value)
         .map_err(|_| FieldError::new(field, format!("{value} is not a port (0-65535)")))
 }
