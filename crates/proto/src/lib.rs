@@ -2,9 +2,9 @@
 //! package under `proto/`. This crate holds generated code and the encoded
 //! descriptor set only: no logic lives here.
 //!
-//! `tandem.check.v1`, `tandem.vip.v1` and `tandem.hb.v1` are laid out in
-//! `proto/` but declare no messages yet, so prost generates no module for
-//! them; each gets its module here when its daemon's issue fills it in.
+//! `tandem.vip.v1` and `tandem.hb.v1` are laid out in `proto/` but declare
+//! no messages yet, so prost generates no module for them; each gets its
+//! module here when its daemon's issue fills it in.
 
 #![allow(missing_docs, clippy::all, clippy::unwrap_used)]
 
@@ -25,5 +25,13 @@ pub mod ipvs {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/tandem.ipvs.v1.rs"));
+    }
+}
+
+/// `tandem.check.v1`: checkd's probe API.
+pub mod check {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/tandem.check.v1.rs"));
     }
 }

@@ -1,0 +1,219 @@
+//! `http` and `https` with hyper: one request on a fresh connection (a
+//! kept-alive connection would hide a server that accepts no new ones),
+//! then the status, then at most `max_body` bytes of body for `receive`.
+//! HTTPS sends SNI when the host is a name; verification is a switch.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+use super::ProbeError;
+use crate::target::HttpPlan;
+
+/// The two TLS client configs HTTPS checks use.
+pub struct TlsConfigs {
+    verifying: Arc<ClientConfig>,
+    trusting: Arc<ClientConfig>,
+}
+
+impl TlsConfigs {
+    /// Verifying against the system's trust store; and trusting any
+    /// certificate (still checking the handshake's signatures).
+    pub fn new() -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "reading the system's trusted certificates");
+        }
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, "system certificates for HTTPS checks");
+        let builder = |provider: Arc<CryptoProvider>| {
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap_or_else(|_| unreachable!("ring supports the default versions"))
+        };
+        let mut verifying = builder(provider.clone())
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut trusting = builder(provider.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(TrustAny(provider)))
+            .with_no_client_auth();
+        for config in [&mut verifying, &mut trusting] {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        Self {
+            verifying: Arc::new(verifying),
+            trusting: Arc::new(trusting),
+        }
+    }
+}
+
+impl Default for TlsConfigs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Accepts any certificate chain (`verify_tls: false`): reals usually serve
+/// the VIP's certificate, not one for their own address.
+#[derive(Debug)]
+struct TrustAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for TrustAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// One request to `addr` as `plan` says.
+pub async fn probe(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    plan: &HttpPlan,
+    tls: &TlsConfigs,
+) -> Result<(), ProbeError> {
+    let tcp = super::tcp::connect(addr, source).await?;
+    match plan.tls {
+        None => exchange(tcp, plan).await,
+        Some(verify) => {
+            let config = if verify {
+                &tls.verifying
+            } else {
+                &tls.trusting
+            };
+            let name = server_name(&plan.host, addr.ip());
+            let stream = TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ProbeError::Tls(e.to_string()))?;
+            exchange(stream, plan).await
+        }
+    }
+}
+
+/// SNI and the name verified: the `Host` without a port if it is a DNS
+/// name, else the address (no SNI is sent for an address).
+fn server_name(host: &str, address: IpAddr) -> ServerName<'static> {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok() && !host.ends_with(']'))
+        .map_or(host, |(name, _)| name);
+    ServerName::try_from(name.to_owned()).unwrap_or_else(|_| ServerName::from(address))
+}
+
+async fn exchange<S>(stream: S, plan: &HttpPlan) -> Result<(), ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProbeError::Http(e.to_string()))?;
+    let mut request = http::Request::builder()
+        .method(plan.method.clone())
+        .uri(plan.path.as_str())
+        .header(http::header::HOST, plan.host.as_str())
+        .header(http::header::USER_AGENT, "tandem-checkd")
+        .header(http::header::CONNECTION, "close");
+    for (name, value) in &plan.headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ProbeError::Unprobeable(format!("request: {e}")))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ProbeError::Http(e.to_string()))?;
+        judge(response, plan).await
+    };
+    // The connection is driven here, not spawned: it ends with the probe.
+    tokio::pin!(connection);
+    tokio::select! {
+        result = exchange => result,
+        ended = &mut connection => Err(ProbeError::Http(match ended {
+            Ok(()) => "connection closed before a response".into(),
+            Err(e) => e.to_string(),
+        })),
+    }
+}
+
+async fn judge(response: http::Response<Incoming>, plan: &HttpPlan) -> Result<(), ProbeError> {
+    let status = response.status().as_u16();
+    if !plan.status_codes.contains(&status) {
+        return Err(ProbeError::Status(status));
+    }
+    let Some(expect) = &plan.expect else {
+        return Ok(());
+    };
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    while seen.len() < plan.max_body {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(|e| ProbeError::Http(format!("reading the body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            let room = plan.max_body - seen.len();
+            seen.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    if expect.matches(&seen) {
+        Ok(())
+    } else {
+        Err(ProbeError::Body {
+            expected: expect.to_string(),
+        })
+    }
+}

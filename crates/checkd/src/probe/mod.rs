@@ -1,0 +1,136 @@
+//! One probe of one target: the check types, each in its own module, behind
+//! [`Prober::probe`], which bounds every probe by the target's timeout.
+//! A failure is a [`ProbeError`] whose text is what an operator reads as
+//! the reason ("timeout after 800ms", "HTTP 503").
+
+mod dns;
+mod external;
+mod http;
+mod icmp;
+mod tcp;
+mod udp;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::target::{Plan, Target};
+
+pub use self::http::TlsConfigs;
+
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No result within the target's timeout.
+    #[error("timeout after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// The connection (or socket) could not be made.
+    #[error("connect: {}", describe(.0))]
+    Connect(io::Error),
+    /// Sending or receiving failed.
+    #[error("{stage}: {}", describe(.source))]
+    Io {
+        /// What was being done.
+        stage: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The reply ended without what was expected.
+    #[error("reply does not {expected}")]
+    Reply {
+        /// The expectation, e.g. `contain "220"`.
+        expected: String,
+    },
+    /// An HTTP status not in the accepted list.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The body lacks what was expected.
+    #[error("body does not {expected}")]
+    Body {
+        /// The expectation.
+        expected: String,
+    },
+    /// The HTTP exchange failed.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A DNS answer was missing or wrong.
+    #[error("DNS: {0}")]
+    Dns(String),
+    /// The ICMP echo got a wrong reply.
+    #[error("ICMP: {0}")]
+    Icmp(String),
+    /// An external check exited non-zero or could not run.
+    #[error("command: {0}")]
+    Command(String),
+    /// The target cannot be probed as configured.
+    #[error("{0}")]
+    Unprobeable(String),
+}
+
+/// Common kinds in plain words; anything else as the OS says it.
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::HostUnreachable => "host unreachable".into(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn io_error(stage: &'static str) -> impl FnOnce(io::Error) -> ProbeError {
+    move |source| ProbeError::Io { stage, source }
+}
+
+/// Runs probes; holds what probes share (TLS client configs).
+#[derive(Clone)]
+pub struct Prober {
+    tls: Arc<TlsConfigs>,
+}
+
+impl Prober {
+    /// A prober with the system's trust store for verifying HTTPS checks.
+    pub fn new() -> Self {
+        Self {
+            tls: Arc::new(TlsConfigs::new()),
+        }
+    }
+
+    /// One probe of `target`, bounded by its timeout.
+    pub async fn probe(&self, target: &Target) -> Result<(), ProbeError> {
+        let timeout = target.timing.timeout;
+        match tokio::time::timeout(timeout, self.probe_unbounded(target)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProbeError::Timeout(timeout)),
+        }
+    }
+
+    async fn probe_unbounded(&self, target: &Target) -> Result<(), ProbeError> {
+        let (addr, source) = (target.addr, target.source);
+        match &target.plan {
+            Plan::Tcp { send, expect } => {
+                tcp::probe(addr, source, send.as_deref(), expect.as_ref()).await
+            }
+            Plan::Http(plan) => http::probe(addr, source, plan, &self.tls).await,
+            Plan::Udp { send, expect } => udp::probe(addr, source, send, expect.as_ref()).await,
+            Plan::Dns {
+                name,
+                record_type,
+                expect,
+            } => dns::probe(addr, source, name, record_type, expect.as_ref()).await,
+            Plan::Icmp => icmp::probe(addr.ip(), source).await,
+            Plan::External { command } => external::probe(command, target).await,
+            Plan::Forced(_) => Ok(()),
+            Plan::Unprobeable(reason) => Err(ProbeError::Unprobeable(reason.clone())),
+        }
+    }
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Self::new()
+    }
+}

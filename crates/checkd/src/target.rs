@@ -1,0 +1,308 @@
+//! Targets: one per real server of ipvsd's table, with the check spec in
+//! force (the real's own, else its service's, else a TCP connect) turned
+//! into a ready-to-run [`Plan`] with its defaults filled in.
+
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tandem_ipvsd::check::{
+    CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
+};
+use tandem_ipvsd::config::{RealServer, VirtualService};
+use tandem_ipvsd::effective::Health;
+use tandem_ipvsd::ipvs::types::ServiceKey;
+
+use crate::expect::Expect;
+
+/// Default cap on the body an HTTP check reads.
+pub const DEFAULT_MAX_BODY: usize = 65_536;
+
+/// What identifies a target: the real as ipvsd names it in `ReportHealth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    /// The virtual service.
+    pub service: ServiceKey,
+    /// The real's address.
+    pub address: IpAddr,
+    /// The real's effective port.
+    pub port: u16,
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.service,
+            SocketAddr::new(self.address, self.port)
+        )
+    }
+}
+
+/// How often, how patient, and how many results make a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Time between probe starts.
+    pub interval: Duration,
+    /// A probe taking longer fails.
+    pub timeout: Duration,
+    /// Successes in a row to come up.
+    pub rise: u32,
+    /// Failures in a row to go down.
+    pub fall: u32,
+}
+
+/// An HTTP or HTTPS request and what its response must be.
+#[derive(Clone, Debug)]
+pub struct HttpPlan {
+    /// Request method.
+    pub method: http::Method,
+    /// Path and query.
+    pub path: String,
+    /// `Host` header, and the TLS server name.
+    pub host: String,
+    /// Extra headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Accepted status codes.
+    pub status_codes: Vec<u16>,
+    /// What the body must contain.
+    pub expect: Option<Expect>,
+    /// Body bytes read at most.
+    pub max_body: usize,
+    /// TLS, for `https`: whether to verify the certificate.
+    pub tls: Option<bool>,
+}
+
+/// A ready-to-run probe.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// TCP connect; then send and expect, if given.
+    Tcp {
+        /// Bytes to send after connecting.
+        send: Option<Vec<u8>>,
+        /// What the reply must contain.
+        expect: Option<Expect>,
+    },
+    /// An HTTP(S) request.
+    Http(Box<HttpPlan>),
+    /// A UDP datagram and its reply.
+    Udp {
+        /// The datagram.
+        send: Vec<u8>,
+        /// What the reply must contain (any reply when none).
+        expect: Option<Expect>,
+    },
+    /// A DNS query over UDP.
+    Dns {
+        /// The name asked for.
+        name: String,
+        /// The record type.
+        record_type: String,
+        /// What an answer must contain (any answer of the type when none).
+        expect: Option<Expect>,
+    },
+    /// ICMP echo.
+    Icmp,
+    /// A command; exit 0 = up.
+    External {
+        /// Program and arguments.
+        command: Vec<String>,
+    },
+    /// No probing: the verdict is fixed (`on`/`off`).
+    Forced(Health),
+    /// Cannot be probed as configured; the reason is shown, the verdict
+    /// stays unknown (which ipvsd treats as up).
+    Unprobeable(String),
+}
+
+/// One real server to probe.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Its identity.
+    pub key: TargetKey,
+    /// The virtual service's display name.
+    pub service_name: String,
+    /// The virtual address and port (none for a firewall-mark service).
+    pub virtual_addr: Option<SocketAddr>,
+    /// Where probes go: the real's address and the check's port.
+    pub addr: SocketAddr,
+    /// Source address of probes.
+    pub source: Option<IpAddr>,
+    /// The spec as written (for the API).
+    pub spec: CheckSpec,
+    /// Interval, timeout, rise, fall.
+    pub timing: Timing,
+    /// The probe.
+    pub plan: Plan,
+}
+
+impl Target {
+    /// Builds the target for `real` of `service`.
+    pub fn new(service: &VirtualService, real: &RealServer) -> Option<Self> {
+        let service_key = service.key()?;
+        let port = service.real_port(real);
+        let key = TargetKey {
+            service: service_key,
+            address: real.address,
+            port,
+        };
+        let spec = real
+            .check
+            .as_deref()
+            .or(service.check.as_deref())
+            .cloned()
+            .unwrap_or_default();
+        let probe_port = spec.port.unwrap_or(port);
+        let virtual_addr = match service_key {
+            ServiceKey::Addr { addr, port, .. } => Some(SocketAddr::new(addr, port)),
+            ServiceKey::Fwmark { .. } => None,
+        };
+        let timing = Timing {
+            interval: spec.interval.unwrap_or(DEFAULT_INTERVAL),
+            timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            rise: spec.rise.unwrap_or(DEFAULT_RISE_FALL),
+            fall: spec.fall.unwrap_or(DEFAULT_RISE_FALL),
+        };
+        let plan = plan_of(&spec, real.address, probe_port);
+        Some(Self {
+            key,
+            service_name: service.display_name(),
+            virtual_addr,
+            addr: SocketAddr::new(real.address, probe_port),
+            source: spec.source,
+            spec,
+            timing,
+            plan,
+        })
+    }
+
+    /// Where in its interval this target's probes start: spread evenly by
+    /// a hash of its key, so 10,000 targets are not probed in one burst
+    /// and a target keeps its slot across restarts.
+    pub fn phase(&self) -> Duration {
+        let mut hasher = DefaultHasher::new();
+        self.key.hash(&mut hasher);
+        let nanos = u64::try_from(self.timing.interval.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(hasher.finish() % nanos.max(1))
+    }
+
+    /// The check type's name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        kind_name(self.spec.kind)
+    }
+}
+
+/// A check type's name as in the config.
+pub fn kind_name(kind: CheckType) -> &'static str {
+    match kind {
+        CheckType::Tcp => "tcp",
+        CheckType::Http => "http",
+        CheckType::Https => "https",
+        CheckType::Udp => "udp",
+        CheckType::Dns => "dns",
+        CheckType::Icmp => "icmp",
+        CheckType::External => "external",
+        CheckType::Off => "off",
+        CheckType::On => "on",
+    }
+}
+
+/// Every target of a table, in table order.
+pub fn targets_of(services: &[VirtualService]) -> Vec<Target> {
+    services
+        .iter()
+        .flat_map(|vs| vs.reals.iter().filter_map(|r| Target::new(vs, r)))
+        .collect()
+}
+
+fn plan_of(spec: &CheckSpec, address: IpAddr, port: u16) -> Plan {
+    let expect = match spec
+        .receive
+        .as_deref()
+        .map(|r| Expect::new(r, spec.receive_regex))
+    {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(e)) => return Plan::Unprobeable(format!("receive: {e}")),
+    };
+    let needs_port = matches!(
+        spec.kind,
+        CheckType::Tcp | CheckType::Http | CheckType::Https | CheckType::Udp | CheckType::Dns
+    );
+    if needs_port && port == 0 {
+        return Plan::Unprobeable(
+            "not probed: the real has no port (firewall-mark service): set check.port".into(),
+        );
+    }
+    if spec.through_vip {
+        return Plan::Unprobeable("not probed: through_vip probes are not implemented yet".into());
+    }
+    match spec.kind {
+        CheckType::Tcp => Plan::Tcp {
+            send: spec.send.as_ref().map(|s| s.as_bytes().to_vec()),
+            expect,
+        },
+        CheckType::Http | CheckType::Https => match http_plan(spec, address, expect) {
+            Ok(plan) => Plan::Http(Box::new(plan)),
+            Err(reason) => Plan::Unprobeable(reason),
+        },
+        CheckType::Udp => Plan::Udp {
+            send: spec.send.clone().unwrap_or_default().into_bytes(),
+            expect,
+        },
+        CheckType::Dns => Plan::Dns {
+            name: spec.query_name.clone().unwrap_or_default(),
+            record_type: spec.query_type.clone().unwrap_or_else(|| "A".into()),
+            expect,
+        },
+        CheckType::Icmp => Plan::Icmp,
+        CheckType::External => Plan::External {
+            command: spec.command.clone(),
+        },
+        CheckType::Off => Plan::Forced(Health::Down),
+        CheckType::On => Plan::Forced(Health::Up),
+    }
+}
+
+fn http_plan(
+    spec: &CheckSpec,
+    address: IpAddr,
+    expect: Option<Expect>,
+) -> Result<HttpPlan, String> {
+    let method = spec.method.as_deref().unwrap_or("GET");
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("method: `{method}` is not an HTTP method"))?;
+    let headers = spec
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("headers: `{k}` is not a header name"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("headers.{k}: not a header value"))?;
+            Ok((name, value))
+        })
+        .collect::<Result<_, String>>()?;
+    let host = spec.virtualhost.clone().unwrap_or_else(|| match address {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    });
+    Ok(HttpPlan {
+        method,
+        path: spec.request.clone().unwrap_or_else(|| "/".into()),
+        host,
+        headers,
+        status_codes: if spec.status_codes.is_empty() {
+            vec![200]
+        } else {
+            spec.status_codes.clone()
+        },
+        expect,
+        max_body: spec.max_body_bytes.map_or(DEFAULT_MAX_BODY, |b| {
+            usize::try_from(b).unwrap_or(usize::MAX)
+        }),
+        tls: (spec.kind == CheckType::Https).then_some(spec.verify_tls),
+    })
+}
