@@ -108,7 +108,7 @@ mod tests {
     fn flapping_within_fall_never_goes_down() {
         let mut rf = RiseFall::new(1, 3);
         assert_eq!(rf.record(true), Some(Health::Up));
-        let changes = run(&mut rf, "--+--+--+-+--+");
+        let changes = run(&mut rf, "--+--+--+-+--");
         assert!(changes.iter().all(Option::is_none), "{changes:?}");
         assert_eq!(rf.health(), Health::Up);
         assert_eq!(rf.failures(), 2);
