@@ -73,7 +73,7 @@ pub struct RealsArg {
 }
 
 impl RealsArg {
-    fn selector(self) -> pb::RealSelector {
+    pub fn selector(self) -> pb::RealSelector {
         pb::RealSelector {
             address: self.address,
             port: self.port,

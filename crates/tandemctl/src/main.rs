@@ -2,6 +2,7 @@
 //! `cl_status`, `hb_standby` and `ipvsadm -L` were to the old stack).
 //! It only talks gRPC; it never changes the host itself.
 
+mod check;
 mod ipvs;
 mod resource;
 mod target;
@@ -43,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: ipvs::IpvsCommand,
     },
+    /// checkd's probes (the daemon defaults to checkd).
+    Check {
+        #[command(subcommand)]
+        command: check::CheckCommand,
+    },
     /// Ask the daemon's grpc.health.v1 service; exits 1 unless SERVING.
     Health {
         /// Service to ask about; empty for the daemon as a whole.
@@ -75,11 +81,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_daemon = match cli.command {
         Command::Ipvs { .. } => "ipvsd",
+        Command::Check { .. } => "checkd",
         _ => "hbd",
     };
     let channel = cli.target.connect(default_daemon).await?;
     match cli.command {
         Command::Ipvs { command } => ipvs::run(channel, command).await,
+        Command::Check { command } => check::run(channel, command).await,
         Command::Status => resource::status(channel).await,
         Command::Transition { state, epoch } => resource::transition(channel, state, epoch).await,
         Command::Watch { count } => resource::watch(channel, count).await,

@@ -179,13 +179,16 @@ where
         judge(response, plan).await
     };
     // The connection is driven here, not spawned: it ends with the probe.
+    // It may finish first (the server closed after answering) while the
+    // response still waits to be read: then the exchange is awaited alone.
     tokio::pin!(connection);
+    tokio::pin!(exchange);
     tokio::select! {
-        result = exchange => result,
-        ended = &mut connection => Err(ProbeError::Http(match ended {
-            Ok(()) => "connection closed before a response".into(),
-            Err(e) => e.to_string(),
-        })),
+        result = &mut exchange => result,
+        ended = &mut connection => match ended {
+            Ok(()) => exchange.await,
+            Err(e) => Err(ProbeError::Http(e.to_string())),
+        },
     }
 }
 
