@@ -1,6 +1,7 @@
 //! Harness for tandem's test tiers that need more than a unit test: network
 //! namespace topologies on the host kernel (tier 2, [`netns`]), the
-//! workspace's binaries as real processes ([`process`]), and a qemu VM
+//! workspace's binaries as real processes ([`process`]), real servers for
+//! probe tests ([`servers`]), and a qemu VM
 //! running a Debian kernel with IPVS (tier 3, [`vm`]). Everything it builds
 //! is torn down on drop, panics included. It never touches the host's own
 //! links.
@@ -9,6 +10,7 @@ pub mod guest;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod servers;
 pub mod vm;
 
 /// True when the process runs as root (effective uid 0, read from procfs).

@@ -92,7 +92,7 @@ pub struct CheckSpec {
     pub through_vip: bool,
     /// tcp/udp: bytes to send.
     pub send: Option<String>,
-    /// tcp/udp/http/https: what the reply must contain.
+    /// tcp/udp/http/https: what the reply must contain; dns: an answer.
     pub receive: Option<String>,
     /// `receive` is a regular expression.
     #[serde(default)]
@@ -160,6 +160,28 @@ impl CheckSpec {
                 FieldError::new("receive", format!("not a regular expression: {e}"))
             })?;
         }
+        if let Some(method) = &self.method
+            && !is_token(method)
+        {
+            return Err(FieldError::new(
+                "method",
+                format!("`{method}` is not an HTTP method"),
+            ));
+        }
+        for (name, value) in &self.headers {
+            if !is_token(name) {
+                return Err(FieldError::new(
+                    "headers",
+                    format!("`{name}` is not a header name"),
+                ));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(FieldError::new(
+                    format!("headers.{name}"),
+                    "control characters are not allowed in a header value",
+                ));
+            }
+        }
         if let Some(code) = self.status_codes.iter().find(|c| !(100..=599).contains(*c)) {
             return Err(FieldError::new(
                 "status_codes",
@@ -188,7 +210,7 @@ impl CheckSpec {
             (
                 "receive",
                 self.receive.is_some() || self.receive_regex,
-                matches!(kind, Tcp | Udp | Http | Https),
+                matches!(kind, Tcp | Udp | Http | Https | Dns),
             ),
             ("method", self.method.is_some(), http),
             ("request", self.request.is_some(), http),
@@ -221,6 +243,14 @@ impl CheckSpec {
         }
         Ok(())
     }
+}
+
+/// An HTTP token (RFC 9110 5.6.2): a method or a header name.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -67,7 +67,11 @@ pub async fn run(channel: Channel, command: CheckCommand) -> anyhow::Result<Exit
                 .into_inner();
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
-                let Some(t) = stream.message().await.map_err(refused("WatchTransitions"))? else {
+                let Some(t) = stream
+                    .message()
+                    .await
+                    .map_err(refused("WatchTransitions"))?
+                else {
                     break;
                 };
                 println!(

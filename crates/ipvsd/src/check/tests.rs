@@ -102,3 +102,16 @@ fn an_unknown_type_is_a_parse_error_naming_it() {
             .to_string();
     assert!(err.contains("type") && err.contains("smtp"), "{err}");
 }
+
+#[test]
+fn http_methods_and_headers_must_be_well_formed() {
+    assert!(refused("{type: http, method: 'GET /'}").starts_with("method: `GET /` is not"));
+    assert!(refused("{type: http, headers: {'X Bad': v}}").starts_with("headers: `X Bad`"));
+    assert!(refused("{type: http, headers: {X-Ok: \"a\\nb\"}}").starts_with("headers.X-Ok:"));
+    spec("{type: https, method: HEAD, headers: {X-Probe: tandem}}")
+        .validate()
+        .unwrap();
+    spec("{type: dns, query_name: www.example.test, receive: 198.51.100.10}")
+        .validate()
+        .unwrap();
+}

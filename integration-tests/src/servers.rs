@@ -1,0 +1,271 @@
+//! Real servers for probe tests, run on threads inside a test's namespace:
+//! HTTP (and HTTPS with a throw-away certificate) whose answer a test
+//! switches at run time or scripts response by response, a TCP banner
+//! server, a UDP echo and a one-record DNS server. Each logs when it
+//! answered, so a test can place checkd's transitions between two answers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use crate::netns::Netns;
+
+/// How an HTTP server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HttpMode {
+    /// 200 with a body containing "Test Page".
+    Ok = 0,
+    /// 500.
+    Error = 1,
+    /// 200 with a body lacking "Test Page".
+    WrongBody = 2,
+    /// Accepts, reads the request, never answers.
+    Hang = 3,
+}
+
+impl HttpMode {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Error,
+            2 => Self::WrongBody,
+            3 => Self::Hang,
+            _ => Self::Ok,
+        }
+    }
+}
+
+struct HttpState {
+    mode: AtomicU8,
+    /// Answers still to give in order ('+' = Ok, '-' = Error) before `mode`.
+    script: Mutex<Vec<u8>>,
+    /// When each answer was sent, and whether it was Ok.
+    answers: Mutex<Vec<(SystemTime, bool)>>,
+    stop: AtomicBool,
+}
+
+/// An HTTP/1.1 server in a namespace; stops (closing its listener, so
+/// connections are refused) on [`HttpServer::stop`] or drop.
+pub struct HttpServer {
+    state: Arc<HttpState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A TLS server config with a self-signed certificate for `name`.
+pub fn self_signed_tls(name: &str) -> Arc<rustls::ServerConfig> {
+    let key = rcgen::KeyPair::generate().expect("TLS key");
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .expect("cert params")
+        .self_signed(&key)
+        .expect("self-signed cert");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server TLS config");
+    Arc::new(config)
+}
+
+impl HttpServer {
+    /// Serves at `addr` in `ns`, with TLS if `tls` is given.
+    pub fn start(ns: &Netns, addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = ns
+            .enter(move || TcpListener::bind(addr))
+            .expect("entering the namespace")
+            .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let state = Arc::new(HttpState {
+            mode: AtomicU8::new(HttpMode::Ok as u8),
+            script: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            while !shared.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (shared, tls) = (shared.clone(), tls.clone());
+                        std::thread::spawn(move || serve_http(stream, &shared, tls));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Self {
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// Answers from now on.
+    pub fn set(&self, mode: HttpMode) {
+        self.state.mode.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// The next answers, in order: `+` a 200, `-` a 500; then the mode.
+    pub fn script(&self, answers: &str) {
+        let mut script = self
+            .state
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *script = answers.bytes().rev().collect();
+    }
+
+    /// When each answer was sent and whether it was a success.
+    pub fn answers(&self) -> Vec<(SystemTime, bool)> {
+        self.state
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Closes the listener: new connections are refused (RST).
+    pub fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve_http(stream: TcpStream, state: &HttpState, tls: Option<Arc<rustls::ServerConfig>>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    match tls {
+        None => answer(stream, state),
+        Some(config) => {
+            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            answer(rustls::StreamOwned::new(connection, stream), state);
+        }
+    }
+}
+
+fn answer(stream: impl Read + Write, state: &HttpState) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // The request line and headers, up to the blank line.
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let scripted = state
+        .script
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let mode = match scripted {
+        Some(b'+') => HttpMode::Ok,
+        Some(_) => HttpMode::Error,
+        None => HttpMode::from_u8(state.mode.load(Ordering::Relaxed)),
+    };
+    let (status, body) = match mode {
+        HttpMode::Ok => ("200 OK", "<h1>Test Page</h1>\n"),
+        HttpMode::Error => ("500 Internal Server Error", "oops\n"),
+        HttpMode::WrongBody => ("200 OK", "<h1>Welcome to nginx</h1>\n"),
+        HttpMode::Hang => {
+            std::thread::sleep(Duration::from_secs(10));
+            return;
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Stamped before sending: the client may act on it before we return.
+    let sent = SystemTime::now();
+    let stream = reader.get_mut();
+    if stream.write_all(response.as_bytes()).is_ok() && stream.flush().is_ok() {
+        state
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((sent, mode == HttpMode::Ok));
+    }
+}
+
+/// A TCP server that greets every connection with `banner` and closes.
+pub fn banner_server(ns: &Netns, addr: SocketAddr, banner: &'static str) {
+    let listener = ns
+        .enter(move || TcpListener::bind(addr))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(banner.as_bytes());
+        }
+    });
+}
+
+/// A UDP server answering `pong` to `ping` (and nothing to anything else).
+pub fn udp_echo(ns: &Netns, addr: SocketAddr) {
+    let socket = ns
+        .enter(move || UdpSocket::bind(addr))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if buf[..n].starts_with(b"ping") {
+                let _ = socket.send_to(b"pong", from);
+            }
+        }
+    });
+}
+
+/// A DNS server over UDP answering every A query with `answer` (TTL 60).
+pub fn dns_server(ns: &Netns, addr: SocketAddr, answer: Ipv4Addr) {
+    let socket = ns
+        .enter(move || UdpSocket::bind(addr))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if let Some(reply) = dns_reply(&buf[..n], answer) {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    });
+}
+
+/// The query turned into a response with one A record (RFC 1035 4.1).
+fn dns_reply(query: &[u8], answer: Ipv4Addr) -> Option<Vec<u8>> {
+    // Header (12 bytes), then one question: a name, type and class.
+    let name_end = 12 + query.get(12..)?.iter().position(|&b| b == 0)? + 1;
+    let question_end = name_end + 4;
+    let mut reply = query.get(..question_end)?.to_vec();
+    reply[2] = 0x81; // QR, RD
+    reply[3] = 0x80; // RA, NOERROR
+    reply[6..8].copy_from_slice(&1u16.to_be_bytes()); // ANCOUNT
+    reply[8..12].fill(0); // NSCOUNT, ARCOUNT
+    reply.extend_from_slice(&[0xc0, 0x0c]); // the question's name
+    reply.extend_from_slice(&[0, 1, 0, 1]); // A, IN
+    reply.extend_from_slice(&60u32.to_be_bytes());
+    reply.extend_from_slice(&4u16.to_be_bytes());
+    reply.extend_from_slice(&answer.octets());
+    Some(reply)
+}

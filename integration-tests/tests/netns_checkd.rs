@@ -1,0 +1,522 @@
+//! Tier 2: checkd against real servers in namespaces, reporting to a real
+//! ipvsd. A director namespace runs both daemons (ipvsd has no IPVS on the
+//! host kernel, so it stays STOPPED, but it takes checkd's reports and
+//! derives effective weights from them); real-server namespaces on the
+//! same LAN run HTTP, HTTPS, TCP, UDP and DNS servers whose answers the
+//! tests change: HTTP 500, a wrong body, a hung server, a stopped one
+//! (RST), a TLS handshake that fails, a link that goes down.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tandem_integration_tests::netns::{Host, Lan};
+use tandem_integration_tests::process::{Daemon, binary};
+use tandem_integration_tests::servers::{
+    HttpMode, HttpServer, banner_server, dns_server, self_signed_tls, udp_echo,
+};
+use tandem_proto::check::v1 as cpb;
+use tandem_proto::ipvs::v1 as ipb;
+use tonic::transport::Channel;
+
+/// Two daemons in a director namespace on a LAN.
+struct Director {
+    lan: Lan,
+    host: Host,
+    dir: tempfile::TempDir,
+    ipvsd: Option<Daemon>,
+    checkd: Option<Daemon>,
+}
+
+impl Director {
+    fn new(label: &str) -> Self {
+        tandem_integration_tests::require_root();
+        let lan = Lan::new(label).unwrap();
+        let host = lan.host("dir", "198.51.100.1/24").unwrap();
+        Self {
+            lan,
+            host,
+            dir: tempfile::tempdir().unwrap(),
+            ipvsd: None,
+            checkd: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start_ipvsd(&mut self, services: &str) {
+        let config = self.path("ipvsd.yaml");
+        std::fs::write(&config, services).unwrap();
+        let socket = self.path("ipvsd.sock");
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            socket.to_str().unwrap(),
+        ];
+        let log = self.path("ipvsd.log");
+        let mut ipvsd = Daemon::start_in(&self.host.ns, "ipvsd", &args, &log);
+        ipvsd.wait_for_socket(&socket);
+        self.ipvsd = Some(ipvsd);
+    }
+
+    fn start_checkd(&mut self) {
+        let config = self.path("checkd.yaml");
+        let text = format!(
+            "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
+            self.path("ipvsd.sock").display(),
+            self.path("maintenance").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let socket = self.path("checkd.sock");
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            socket.to_str().unwrap(),
+        ];
+        let log = self.path("checkd.log");
+        let mut checkd = Daemon::start_in(&self.host.ns, "checkd", &args, &log);
+        checkd.wait_for_socket(&socket);
+        self.checkd = Some(checkd);
+    }
+
+    fn real(&self, label: &str, addr: &str) -> Host {
+        self.lan.host(label, &format!("{addr}/24")).unwrap()
+    }
+
+    async fn check(&self) -> cpb::check_client::CheckClient<Channel> {
+        let channel = tandem_daemon::client::connect_unix(&self.path("checkd.sock"))
+            .await
+            .unwrap();
+        cpb::check_client::CheckClient::new(channel)
+    }
+
+    fn targets(&self) -> cpb::ListTargetsResponse {
+        block_on(async {
+            self.check()
+                .await
+                .list_targets(cpb::ListTargetsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    }
+
+    fn services(&self) -> ipb::ListServicesResponse {
+        block_on(async {
+            let channel = tandem_daemon::client::connect_unix(&self.path("ipvsd.sock"))
+                .await
+                .unwrap();
+            ipb::ipvs_client::IpvsClient::new(channel)
+                .list_services(ipb::ListServicesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    }
+
+    fn tandemctl(&self, args: &[&str]) -> String {
+        let socket = self.path("checkd.sock");
+        let out = Command::new(binary("tandemctl"))
+            .args(["--socket", socket.to_str().unwrap(), "check"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tandemctl check {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until checkd reports `real` (ADDR:PORT) with `health`; returns
+    /// the target. Panics after 10 s with checkd's view and log.
+    fn wait_target(&self, real: &str, health: ipb::Health) -> cpb::Target {
+        for _ in 0..200 {
+            let list = self.targets();
+            if let Some(t) = list.targets.iter().find(|t| key(t.key.as_ref()) == real)
+                && t.health() == health
+            {
+                return t.clone();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{real} never became {health:?}; checkd sees:\n{}\nlog:\n{}",
+            self.tandemctl(&["list"]),
+            std::fs::read_to_string(self.path("checkd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Waits until ipvsd shows `real` in `service` (by name) with `health`
+    /// and `weight` (None: not in the kernel table); returns its detail.
+    fn wait_ipvsd(
+        &self,
+        service: &str,
+        real: &str,
+        health: ipb::Health,
+        weight: Option<u32>,
+    ) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            let table = self.services();
+            let found = table
+                .services
+                .iter()
+                .filter(|s| s.service.as_ref().is_some_and(|v| v.name == service))
+                .flat_map(|s| s.reals.iter())
+                .find(|r| {
+                    r.real
+                        .as_ref()
+                        .is_some_and(|x| format!("{}:{}", x.address, r.port) == real)
+                });
+            if let Some(r) = found {
+                if r.health() == health && r.effective_weight == weight {
+                    return r.health_detail.clone();
+                }
+                last = format!(
+                    "{:?} weight {:?} ({})",
+                    r.health(),
+                    r.effective_weight,
+                    r.health_detail
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ipvsd never showed {service} {real} {health:?} weight {weight:?}; last: {last}");
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn key(k: Option<&cpb::TargetKey>) -> String {
+    k.map(|k| format!("{}:{}", k.address, k.port))
+        .unwrap_or_default()
+}
+
+fn sock(addr: &str) -> SocketAddr {
+    addr.parse().unwrap()
+}
+
+fn reason(t: &cpb::Target) -> String {
+    t.last
+        .as_ref()
+        .map(|l| l.reason.clone())
+        .unwrap_or_default()
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+#[test]
+fn rise_and_fall_count_exactly_and_flapping_within_fall_never_goes_down() {
+    let mut d = Director::new("ck-rf");
+    let real = d.real("r1", "198.51.100.21");
+    let server = HttpServer::start(&real.ns, sock("198.51.100.21:80"), None);
+    // Answers by probe number: up at #2 (rise 2); nine flapping answers,
+    // never three failures in a row (fall 3); down at #14; a success and a
+    // failure; up at #18.
+    server.script("++--+--+--+---+-++");
+    // checkd subscribes before it has targets: ipvsd starts after, so the
+    // first probe cannot run before the watch is open.
+    d.start_checkd();
+    let checkd_socket = d.path("checkd.sock");
+    let transitions = std::thread::scope(|scope| {
+        let watcher = scope.spawn(move || {
+            block_on(async {
+                let channel = tandem_daemon::client::connect_unix(&checkd_socket)
+                    .await
+                    .unwrap();
+                let mut stream = cpb::check_client::CheckClient::new(channel)
+                    .watch_transitions(cpb::WatchTransitionsRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut seen = Vec::new();
+                while seen.len() < 3 {
+                    match tokio::time::timeout(Duration::from_secs(15), stream.message()).await {
+                        Ok(Ok(Some(t))) => seen.push(t),
+                        other => panic!("transition stream: {other:?} after {seen:?}"),
+                    }
+                }
+                // Three more intervals: nothing else may happen.
+                let extra =
+                    tokio::time::timeout(Duration::from_millis(700), stream.message()).await;
+                assert!(extra.is_err(), "an extra transition: {extra:?}");
+                seen
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        d.start_ipvsd(
+            "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
+             check: {type: http, interval: 200ms, timeout: 150ms, rise: 2, fall: 3, receive: Test Page}\n    \
+             reals:\n      - address: 198.51.100.21\n",
+        );
+        watcher.join().unwrap()
+    });
+    let moves: Vec<(ipb::Health, ipb::Health)> =
+        transitions.iter().map(|t| (t.from(), t.to())).collect();
+    assert_eq!(
+        moves,
+        [
+            (ipb::Health::Unspecified, ipb::Health::Up),
+            (ipb::Health::Up, ipb::Health::Down),
+            (ipb::Health::Down, ipb::Health::Up),
+        ]
+    );
+    let answers = server.answers();
+    assert!(answers.len() >= 18, "{} answers", answers.len());
+    // Each transition lies between the answer that caused it and the next.
+    for (t, after) in transitions.iter().zip([2usize, 14, 18]) {
+        let (caused, next) = (
+            unix_ms(answers[after - 1].0),
+            answers.get(after).map(|a| unix_ms(a.0)),
+        );
+        assert!(
+            caused <= t.at_unix_ms && next.is_none_or(|n| t.at_unix_ms <= n),
+            "transition {:?} at {} ms is not between answer #{after} ({caused}) and the next ({next:?})",
+            t.to(),
+            t.at_unix_ms
+        );
+    }
+    assert!(
+        transitions[1].reason.contains("HTTP 500"),
+        "{}",
+        transitions[1].reason
+    );
+    d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Up, Some(1));
+}
+
+#[test]
+fn each_failure_names_its_reason_and_weights_follow() {
+    let mut d = Director::new("ck-fail");
+    let names = ["ok", "500", "body", "hang", "rst", "link"];
+    let reals: Vec<Host> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| d.real(n, &format!("198.51.100.{}", 21 + i)))
+        .collect();
+    let mut http: Vec<HttpServer> = reals
+        .iter()
+        .map(|h| HttpServer::start(&h.ns, SocketAddr::new(h.addr.into(), 80), None))
+        .collect();
+    let tls = self_signed_tls("www.example.test");
+    let _https_ok = HttpServer::start(&reals[0].ns, sock("198.51.100.21:443"), Some(tls.clone()));
+    let _https_verified = HttpServer::start(&reals[1].ns, sock("198.51.100.22:443"), Some(tls));
+    // Plain HTTP where HTTPS is expected: the handshake fails.
+    let _plain = HttpServer::start(&reals[2].ns, sock("198.51.100.23:443"), None);
+
+    let web_reals: String = (21..27)
+        .map(|i| format!("      - address: 198.51.100.{i}\n"))
+        .collect();
+    d.start_ipvsd(&format!(
+        "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
+         quiescent: true\n    check: {{type: http, interval: 300ms, timeout: 200ms, rise: 1, fall: 1, \
+         receive: Test Page, virtualhost: www.example.test}}\n    reals:\n{web_reals}  \
+         - name: secure\n    address: 198.51.100.10\n    port: 443\n    forward: masq\n    quiescent: false\n    \
+         check: {{type: https, interval: 300ms, timeout: 200ms, rise: 1, fall: 1, virtualhost: www.example.test}}\n    \
+         reals:\n      - address: 198.51.100.21\n      - address: 198.51.100.22\n        \
+         check: {{type: https, interval: 300ms, timeout: 200ms, rise: 1, fall: 1, virtualhost: www.example.test, verify_tls: true}}\n      \
+         - address: 198.51.100.23\n"
+    ));
+    d.start_checkd();
+    for i in 21..27 {
+        d.wait_target(&format!("198.51.100.{i}:80"), ipb::Health::Up);
+    }
+    d.wait_target("198.51.100.21:443", ipb::Health::Up);
+
+    http[1].set(HttpMode::Error);
+    http[2].set(HttpMode::WrongBody);
+    http[3].set(HttpMode::Hang);
+    http[4].stop();
+    reals[5].ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+
+    let expect = [
+        ("198.51.100.22:80", "HTTP 500"),
+        ("198.51.100.23:80", "body does not contain \"Test Page\""),
+        ("198.51.100.24:80", "timeout after 200ms"),
+        ("198.51.100.25:80", "connect: connection refused"),
+        ("198.51.100.22:443", "TLS: invalid peer certificate"),
+        ("198.51.100.23:443", "TLS: "),
+    ];
+    for (real, why) in expect {
+        let t = d.wait_target(real, ipb::Health::Down);
+        assert!(
+            reason(&t).contains(why),
+            "{real}: {:?} lacks {why:?}",
+            reason(&t)
+        );
+    }
+    let link = d.wait_target("198.51.100.26:80", ipb::Health::Down);
+    assert!(
+        ["timeout after 200ms", "unreachable"]
+            .iter()
+            .any(|w| reason(&link).contains(w)),
+        "link down: {}",
+        reason(&link)
+    );
+    let healthy = d.wait_target("198.51.100.21:80", ipb::Health::Up);
+    assert_eq!(healthy.failures, 0, "the healthy real never failed");
+
+    // Quiescent: a down real keeps its place at weight 0, with the reason.
+    let detail = d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Down, Some(0));
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Up, Some(1));
+    // Not quiescent: a down real leaves the table.
+    d.wait_ipvsd("secure", "198.51.100.22:443", ipb::Health::Down, None);
+    d.wait_ipvsd("secure", "198.51.100.21:443", ipb::Health::Up, Some(1));
+
+    // Recovery: rise 1 brings it back at its weight.
+    http[1].set(HttpMode::Ok);
+    d.wait_target("198.51.100.22:80", ipb::Health::Up);
+    d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+}
+
+#[test]
+fn tcp_banner_udp_dns_icmp_and_external_checks() {
+    let mut d = Director::new("ck-kinds");
+    let up = d.real("up", "198.51.100.31");
+    let _silent = d.real("silent", "198.51.100.32");
+    banner_server(
+        &up.ns,
+        sock("198.51.100.31:25"),
+        "220 mail.example.test ESMTP ready\r\n",
+    );
+    udp_echo(&up.ns, sock("198.51.100.31:7"));
+    dns_server(
+        &up.ns,
+        sock("198.51.100.31:53"),
+        "198.51.100.10".parse().unwrap(),
+    );
+    let timing = "interval: 300ms, timeout: 200ms, rise: 1, fall: 1";
+    let service = |name: &str, proto: &str, port: u16, check: &str| {
+        format!(
+            "  - name: {name}\n    protocol: {proto}\n    address: 198.51.100.10\n    port: {port}\n    \
+             forward: masq\n    check: {{{check}, {timing}}}\n    reals:\n      \
+             - address: 198.51.100.31\n      - address: 198.51.100.32\n"
+        )
+    };
+    let config = [
+        service("smtp", "tcp", 25, "type: tcp, receive: '^220 .*ESMTP', receive_regex: true"),
+        service("echo", "udp", 7, "type: udp, send: ping, receive: pong"),
+        service("dns", "udp", 53, "type: dns, query_name: www.example.test, receive: 198.51.100.10"),
+        service("ping", "tcp", 8080, "type: icmp"),
+        service(
+            "ext",
+            "tcp",
+            9090,
+            "type: external, command: [/bin/sh, -c, 'test \"$TANDEM_REAL_ADDRESS:$TANDEM_REAL_PORT\" = 198.51.100.31:9090 || { echo \"not the one\" >&2; exit 2; }']",
+        ),
+    ]
+    .concat();
+    d.start_ipvsd(&format!("virtual_services:\n{config}"));
+    d.start_checkd();
+    for port in [25, 7, 53, 8080, 9090] {
+        d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
+    }
+    d.wait_target("198.51.100.32:8080", ipb::Health::Up); // the host answers pings
+    let expect = [
+        ("198.51.100.32:25", "connect: connection refused"),
+        ("198.51.100.32:7", "receive: connection refused"),
+        ("198.51.100.32:53", "receive: connection refused"),
+        ("198.51.100.32:9090", "exit status: 2: not the one"),
+    ];
+    for (real, why) in expect {
+        let t = d.wait_target(real, ipb::Health::Down);
+        assert!(
+            reason(&t).contains(why),
+            "{real}: {:?} lacks {why:?}",
+            reason(&t)
+        );
+    }
+}
+
+#[test]
+fn checkd_rereports_after_ipvsd_restarts_and_honours_overrides() {
+    let mut d = Director::new("ck-link");
+    let r1 = d.real("r1", "198.51.100.21");
+    let r2 = d.real("r2", "198.51.100.22");
+    let s1 = HttpServer::start(&r1.ns, sock("198.51.100.21:80"), None);
+    let s2 = HttpServer::start(&r2.ns, sock("198.51.100.22:80"), None);
+    s2.set(HttpMode::Error);
+    let config = "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
+                  check: {type: http, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}\n    reals:\n      \
+                  - address: 198.51.100.21\n      - address: 198.51.100.22\n";
+    d.start_ipvsd(config);
+    d.start_checkd();
+    d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Down, Some(0));
+
+    // ipvsd dies; meanwhile both reals change; probing goes on.
+    let mut ipvsd = d.ipvsd.take().unwrap();
+    ipvsd.signal(rustix::process::Signal::KILL);
+    ipvsd.wait_exit(Duration::from_secs(5)).unwrap();
+    s1.set(HttpMode::Error);
+    s2.set(HttpMode::Ok);
+    d.wait_target("198.51.100.21:80", ipb::Health::Down);
+    d.wait_target("198.51.100.22:80", ipb::Health::Up);
+    assert!(!d.targets().ipvsd_connected);
+    std::fs::remove_file(d.path("ipvsd.sock")).ok();
+
+    // A new ipvsd knows nothing; checkd re-reports what it found meanwhile.
+    d.start_ipvsd(config);
+    d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Down, Some(0));
+    d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+    assert!(d.targets().ipvsd_connected);
+
+    // The operator forces the failing real up, then clears that.
+    let out = d.tandemctl(&["override", "198.51.100.21", "up"]);
+    assert!(out.contains("198.51.100.21:80 forced up"), "{out}");
+    d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Up, Some(1));
+    let t = d.wait_target("198.51.100.21:80", ipb::Health::Up);
+    assert_eq!(
+        t.probed_health(),
+        ipb::Health::Down,
+        "probing goes on under an override"
+    );
+    d.tandemctl(&["override", "198.51.100.21", "clear"]);
+    d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Down, Some(0));
+
+    // A maintenance file takes the healthy real out, its removal brings it back.
+    let maintenance = d.path("maintenance");
+    std::fs::create_dir_all(&maintenance).unwrap();
+    let file = maintenance.join("198.51.100.22:80");
+    std::fs::write(&file, "").unwrap();
+    let detail = d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Down, Some(0));
+    assert!(detail.contains("maintenance file"), "{detail}");
+    std::fs::remove_file(&file).unwrap();
+    d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+
+    let unknown = Command::new(binary("tandemctl"))
+        .args([
+            "--socket",
+            d.path("checkd.sock").to_str().unwrap(),
+            "check",
+            "override",
+            "198.51.100.99",
+            "down",
+        ])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("NotFound"),
+        "{unknown:?}"
+    );
+}
