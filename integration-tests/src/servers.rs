@@ -80,6 +80,15 @@ impl HttpServer {
             .enter(move || TcpListener::bind(addr))
             .expect("entering the namespace")
             .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+        Self::serve(listener, tls)
+    }
+
+    /// Serves plain HTTP at `addr` in this process's own namespace.
+    pub fn start_here(addr: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self::serve(TcpListener::bind(addr)?, None))
+    }
+
+    fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");

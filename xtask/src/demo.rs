@@ -6,7 +6,9 @@
 //! daemons on private sockets (ipvsd with the seed's cluster,
 //! `deploy/config/ipvsd.yaml`) and walks the group the way hbd will: up in
 //! order, down in reverse, a stale epoch refused; `ipvsadm -Ln` shows the
-//! kernel table ipvsd programs. It needs kernel IPVS: on a host without it
+//! kernel table ipvsd programs, and checkd probes the seed's real servers
+//! (HTTP servers the demo runs) and takes one out when it stops serving.
+//! It needs kernel IPVS: on a host without it
 //! (like the build machines) it boots the test VM and runs there.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tandem_integration_tests::servers::HttpServer;
 
 use crate::system;
 
@@ -83,6 +86,60 @@ fn show_table() {
         Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
         Err(e) => println!("(ipvsadm: {e})"),
     }
+}
+
+/// The seed's real servers (`deploy/config/ipvsd.yaml`).
+const REALS: &[&str] = &[
+    "198.51.100.11:80",
+    "198.51.100.12:80",
+    "198.51.100.101:80",
+    "198.51.100.102:80",
+    "198.51.100.103:80",
+];
+/// The one the demo stops.
+const FAILING: usize = 3;
+
+/// In the VM: the seed's real servers as HTTP servers on the guest's `lo`
+/// (the guest is this demo's alone). On a host with IPVS the demo adds no
+/// addresses, so checkd finds the reals down.
+fn real_servers() -> anyhow::Result<Vec<HttpServer>> {
+    if std::env::var_os(DEMO_DIR).is_none() {
+        println!("(not in the VM: no real servers here, so checkd will find the reals down)");
+        return Ok(Vec::new());
+    }
+    step("the seed's real servers: an HTTP server on each address");
+    REALS
+        .iter()
+        .map(|addr| {
+            let addr: std::net::SocketAddr = addr.parse()?;
+            system::run(Command::new("ip").args([
+                "addr",
+                "add",
+                &format!("{}/32", addr.ip()),
+                "dev",
+                "lo",
+            ]))?;
+            println!("serving HTTP at {addr}");
+            Ok(HttpServer::start_here(addr)?)
+        })
+        .collect()
+}
+
+/// Polls `tandemctl check list` until `done` holds of its output (10 s).
+fn wait_checks(bins: &Path, dir: &Path, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        let out = Command::new(bin(bins, "tandemctl"))
+            .arg("--socket")
+            .arg(socket(dir, "checkd"))
+            .args(["check", "list"])
+            .output()
+            .context("running tandemctl")?;
+        if out.status.success() && done(&String::from_utf8_lossy(&out.stdout)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("checkd did not get there within 10 s")
 }
 
 /// Builds, then walks the group here if this kernel has IPVS, else in the VM.
@@ -189,6 +246,8 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         config.replace(STATE_FILE, &state.to_string_lossy()),
     )?;
 
+    let mut servers = real_servers()?;
+
     step("start the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
     for daemon in GROUP {
         let sock = socket(&dir, daemon);
@@ -199,6 +258,14 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
             println!(
                 "$ ipvsd --listen {} --config ipvsd.yaml   # the seed's cluster",
                 sock.display()
+            );
+        } else if *daemon == "checkd" {
+            let ipvsd = socket(&dir, "ipvsd");
+            cmd.arg("--ipvsd-socket").arg(&ipvsd);
+            println!(
+                "$ checkd --listen {} --ipvsd-socket {}",
+                sock.display(),
+                ipvsd.display()
             );
         } else {
             println!("$ {daemon} --listen {}", sock.display());
@@ -224,8 +291,27 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     show_table();
 
+    step("checkd probes every real (a TCP connect each second, up after 2 successes)");
+    wait_checks(bins, &dir, |list| !list.contains("unknown"))?;
+    ctl(bins, &dir, "checkd", &["check", "list"])?;
+
     step("the table through ipvsd's API: health, drains, effective weights, connections");
     ctl(bins, &dir, "ipvsd", &["ipvs", "list"])?;
+
+    if let Some(server) = servers.get_mut(FAILING) {
+        step("198.51.100.102 stops serving: down after 2 failed probes, weight 0 (quiescent)");
+        server.stop();
+        wait_checks(bins, &dir, |list| {
+            list.lines()
+                .any(|l| l.contains("198.51.100.102:80") && l.contains(" down "))
+        })?;
+        ctl(bins, &dir, "checkd", &["check", "list"])?;
+        show_table();
+        *server = HttpServer::start_here(REALS[FAILING].parse()?)?;
+        wait_checks(bins, &dir, |list| !list.contains(" down "))?;
+        println!("(serving again: back up after 2 successful probes)");
+        show_table();
+    }
 
     step(
         "maintenance on 198.51.100.12: drain it (weight 0, wait for its connections), then bring it back",
@@ -302,9 +388,10 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     }
     running.children.clear();
 
+    drop(servers);
     println!(
-        "\nipvsd programmed the kernel table above. Not built yet, so their transitions only \
-         record state: VIPs and ARP (vipd, issue 7), probes (checkd, issue 6), heartbeats and \
+        "\nipvsd programmed the kernel table above and checkd probed its reals. Not built yet, \
+         so their transitions only record state: VIPs and ARP (vipd, issue 7), heartbeats and \
          failover (hbd, issue 8)."
     );
     Ok(std::process::ExitCode::SUCCESS)

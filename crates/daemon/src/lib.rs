@@ -22,4 +22,4 @@ pub mod systemd;
 
 pub use config::{BareConfig, ConfigError, DaemonConfig, DaemonSettings};
 pub use flags::CommonFlags;
-pub use runner::{Daemon, Services, main};
+pub use runner::{Daemon, OwnFlags, Services, main, main_with};

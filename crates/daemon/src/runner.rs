@@ -56,11 +56,16 @@ pub struct Resolved<C> {
     pub tls: Option<ServerTlsConfig>,
 }
 
+/// A daemon's own flags, applied over its config after the common ones.
+pub type OwnFlags<C> = Arc<dyn Fn(&mut C) + Send + Sync>;
+
 /// Loads `name`'s config: `--config`, else `/etc/tandem/<name>.yaml` if it
-/// exists, else defaults; then the flags over it; then validation of the whole.
+/// exists, else defaults; then the flags over it (common, then the
+/// daemon's own); then validation of the whole.
 pub fn resolve<C: DaemonConfig>(
     name: &str,
     flags: &CommonFlags,
+    own: &OwnFlags<C>,
 ) -> Result<Resolved<C>, ConfigError> {
     let default_path = PathBuf::from(format!("/etc/tandem/{name}.yaml"));
     let path = flags
@@ -72,6 +77,7 @@ pub fn resolve<C: DaemonConfig>(
         None => (C::default(), "defaults".to_owned()),
     };
     flags.apply(config.settings_mut())?;
+    own(&mut config);
     config.validate(&origin)?;
     let settings = config.settings();
     let socket = settings
@@ -103,7 +109,13 @@ pub struct Listeners {
 
 /// The process entry point: returns the exit code systemd acts on.
 pub fn main<D: Daemon>(flags: &CommonFlags) -> ExitCode {
-    let resolved = match resolve::<D::Config>(D::NAME, flags) {
+    main_with::<D>(flags, Arc::new(|_| {}))
+}
+
+/// [`main`] for a daemon with flags of its own: `own` applies them to the
+/// config read from the file (at start and at every reload).
+pub fn main_with<D: Daemon>(flags: &CommonFlags, own: OwnFlags<D::Config>) -> ExitCode {
+    let resolved = match resolve::<D::Config>(D::NAME, flags, &own) {
         Ok(resolved) => resolved,
         Err(e) => return fail(D::NAME, &Failure::Config(e)),
     };
@@ -119,7 +131,7 @@ pub fn main<D: Daemon>(flags: &CommonFlags) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(D::NAME, &Failure::Runtime(format!("starting tokio: {e}"))),
     };
-    match runtime.block_on(start::<D>(resolved, flags.clone())) {
+    match runtime.block_on(start::<D>(resolved, flags.clone(), own)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => fail(D::NAME, &e),
     }
@@ -134,6 +146,7 @@ fn fail(name: &str, failure: &Failure) -> ExitCode {
 async fn start<D: Daemon>(
     resolved: Resolved<D::Config>,
     flags: CommonFlags,
+    own: OwnFlags<D::Config>,
 ) -> Result<(), Failure> {
     let settings = resolved.config.settings();
     let unix = listen::bind_unix(&resolved.socket)?;
@@ -154,7 +167,12 @@ async fn start<D: Daemon>(
     let settings = settings.clone();
     // The daemon keeps what it needs; a large config is not held twice.
     drop(resolved.config);
-    spawn_signal_handler(Arc::clone(&daemon), flags, settings, shutdown.clone())?;
+    spawn_signal_handler(
+        Arc::clone(&daemon),
+        (flags, own),
+        settings,
+        shutdown.clone(),
+    )?;
     tracing::info!(daemon = D::NAME, config = %resolved.origin, socket = %resolved.socket.display(), "starting");
     let listeners = Listeners {
         unix: (unix, resolved.socket),
@@ -172,7 +190,7 @@ async fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener,
 
 fn spawn_signal_handler<D: Daemon>(
     daemon: Arc<D>,
-    flags: CommonFlags,
+    flags: (CommonFlags, OwnFlags<D::Config>),
     settings: crate::config::DaemonSettings,
     shutdown: CancellationToken,
 ) -> Result<(), Failure> {
@@ -189,7 +207,7 @@ fn spawn_signal_handler<D: Daemon>(
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(daemon.as_ref(), &flags, &settings).await,
+                _ = hup.recv() => reload(daemon.as_ref(), &flags.0, &flags.1, &settings).await,
             }
         }
         tracing::info!(daemon = D::NAME, "shutting down");
@@ -202,10 +220,11 @@ fn spawn_signal_handler<D: Daemon>(
 async fn reload<D: Daemon>(
     daemon: &D,
     flags: &CommonFlags,
+    own: &OwnFlags<D::Config>,
     running: &crate::config::DaemonSettings,
 ) {
     systemd::reloading();
-    match resolve::<D::Config>(D::NAME, flags) {
+    match resolve::<D::Config>(D::NAME, flags, own) {
         Err(e) => tracing::error!(daemon = D::NAME, error = %e, "reload refused: config unchanged"),
         Ok(resolved) => {
             if resolved.config.settings() != running {
