@@ -47,7 +47,8 @@ impl Daemon for Checkd {
 
     fn build(config: &CheckdConfig, registry: &mut Registry) -> Result<Self, BoxError> {
         let machine = ResourceMachine::new(Self::NAME, StateOnly);
-        let engine = Engine::new(Prober::new(), Metrics::register(registry));
+        let probes = engine::probe_thread()?;
+        let engine = Engine::new(probes, Prober::new(), Metrics::register(registry));
         tokio::spawn(link::run(
             engine.clone(),
             config.ipvsd_socket.clone(),

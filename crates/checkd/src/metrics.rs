@@ -33,6 +33,23 @@ pub struct HealthLabel {
     pub health: &'static str,
 }
 
+/// One check type's probe counters and latency histogram, looked up once
+/// per target rather than at every probe.
+#[derive(Clone)]
+pub struct TypeMetrics {
+    ok: Counter,
+    failed: Counter,
+    latency: Histogram,
+}
+
+impl TypeMetrics {
+    /// Counts one probe.
+    pub fn observe(&self, ok: bool, latency: std::time::Duration) {
+        if ok { &self.ok } else { &self.failed }.inc();
+        self.latency.observe(latency.as_secs_f64());
+    }
+}
+
 /// The handles probes and the engine update.
 #[derive(Clone)]
 pub struct Metrics {
@@ -79,6 +96,26 @@ impl Metrics {
             metrics.ipvsd_connected.clone(),
         );
         metrics
+    }
+
+    /// The probe metrics of check type `kind`.
+    pub fn of_type(&self, kind: &'static str) -> TypeMetrics {
+        let probes = |result| {
+            self.probes
+                .get_or_create(&ProbeLabels {
+                    r#type: kind,
+                    result,
+                })
+                .clone()
+        };
+        TypeMetrics {
+            ok: probes("ok"),
+            failed: probes("failed"),
+            latency: self
+                .latency
+                .get_or_create(&TypeLabel { r#type: kind })
+                .clone(),
+        }
     }
 
     /// Metrics not exported anywhere (tests).

@@ -63,6 +63,8 @@ pub struct HttpPlan {
     pub path: String,
     /// `Host` header, and the TLS server name.
     pub host: String,
+    /// `host` as a header value, checked once.
+    pub host_header: http::HeaderValue,
     /// Extra headers.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Accepted status codes.
@@ -289,7 +291,10 @@ fn http_plan(
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
     });
+    let host_header = http::HeaderValue::from_str(&host)
+        .map_err(|_| format!("virtualhost: `{host}` is not a header value"))?;
     Ok(HttpPlan {
+        host_header,
         method,
         path: spec.request.clone().unwrap_or_else(|| "/".into()),
         host,

@@ -20,6 +20,9 @@ use tokio_rustls::TlsConnector;
 use super::ProbeError;
 use crate::target::HttpPlan;
 
+const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
+const CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
+
 /// The two TLS client configs HTTPS checks use.
 pub struct TlsConfigs {
     verifying: Arc<ClientConfig>,
@@ -162,9 +165,9 @@ where
     let mut request = http::Request::builder()
         .method(plan.method.clone())
         .uri(plan.path.as_str())
-        .header(http::header::HOST, plan.host.as_str())
-        .header(http::header::USER_AGENT, "tandem-checkd")
-        .header(http::header::CONNECTION, "close");
+        .header(http::header::HOST, plan.host_header.clone())
+        .header(http::header::USER_AGENT, USER_AGENT)
+        .header(http::header::CONNECTION, CLOSE);
     for (name, value) in &plan.headers {
         request = request.header(name, value);
     }

@@ -25,9 +25,8 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStre
             .bind(SocketAddr::new(source, 0))
             .map_err(ProbeError::Connect)?;
     }
-    let stream = socket.connect(addr).await.map_err(ProbeError::Connect)?;
-    stream.set_nodelay(true).map_err(ProbeError::Connect)?;
-    Ok(stream)
+    // No TCP_NODELAY: every probe sends its request in one write.
+    socket.connect(addr).await.map_err(ProbeError::Connect)
 }
 
 /// Connects; sends `send`; reads until `expect` is met.
