@@ -8,7 +8,8 @@
 //! fall across the second). Asserts nothing about speed.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p
-//! tandem-integration-tests --bench checkd_probes`.
+//! tandem-integration-tests --bench checkd_probes` (`CHECKD_BENCH_ONLY=http`
+//! runs one check type).
 
 #![allow(
     clippy::unwrap_used,
