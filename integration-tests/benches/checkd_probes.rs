@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tandem_integration_tests::process::Daemon;
+use tandem_integration_tests::process::{Daemon, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -110,20 +110,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -169,7 +155,8 @@ async fn run(check: &str, arrivals: &Arrivals) {
     arrivals.lock().unwrap().clear();
     tokio::time::sleep(WINDOW).await;
     let (cpu1, elapsed) = (cpu_seconds(checkd.pid()), t0.elapsed());
-    let (rss, peak) = rss_mib(checkd.pid());
+    let (rss, peak) = rss_kib(checkd.pid());
+    let (rss, peak) = (rss as f64 / 1024.0, peak as f64 / 1024.0);
     let seen = std::mem::take(&mut *arrivals.lock().unwrap());
 
     let probes: usize = seen.values().map(Vec::len).sum();

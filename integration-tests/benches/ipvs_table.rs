@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tandem_integration_tests::guest::IN_VM;
+use tandem_integration_tests::process::rss_kib;
 use tandem_ipvsd::ipvs::client::IpvsClient;
 use tandem_ipvsd::ipvs::codec::{self, Request};
 use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
@@ -214,20 +215,6 @@ fn config(services: u16) -> String {
         }
     }
     text
-}
-
-/// `VmRSS` and `VmHWM` of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// (d): the daemon loads the table at STANDBY, then adopts it after a restart.

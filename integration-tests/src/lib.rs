@@ -31,3 +31,13 @@ pub fn require_root() {
         "this test needs root (network namespaces, the kernel VM): run `cargo xtask test` as root"
     );
 }
+
+/// Runs `f` to completion on a fresh current-thread runtime (tests call
+/// gRPC clients from plain `#[test]` functions).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
+}

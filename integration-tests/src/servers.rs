@@ -53,6 +53,20 @@ pub struct HttpServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A TCP listener at `addr` inside `ns`.
+fn bind_tcp(ns: &Netns, addr: SocketAddr) -> TcpListener {
+    ns.enter(move || TcpListener::bind(addr))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"))
+}
+
+/// A UDP socket at `addr` inside `ns`.
+fn bind_udp(ns: &Netns, addr: SocketAddr) -> UdpSocket {
+    ns.enter(move || UdpSocket::bind(addr))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"))
+}
+
 /// A TLS server config with a self-signed certificate for `name`.
 pub fn self_signed_tls(name: &str) -> Arc<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate().expect("TLS key");
@@ -76,10 +90,7 @@ pub fn self_signed_tls(name: &str) -> Arc<rustls::ServerConfig> {
 impl HttpServer {
     /// Serves at `addr` in `ns`, with TLS if `tls` is given.
     pub fn start(ns: &Netns, addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
-        let listener = ns
-            .enter(move || TcpListener::bind(addr))
-            .expect("entering the namespace")
-            .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+        let listener = bind_tcp(ns, addr);
         Self::serve(listener, tls)
     }
 
@@ -218,10 +229,7 @@ fn answer(stream: impl Read + Write, state: &HttpState) {
 
 /// A TCP server that greets every connection with `banner` and closes.
 pub fn banner_server(ns: &Netns, addr: SocketAddr, banner: &'static str) {
-    let listener = ns
-        .enter(move || TcpListener::bind(addr))
-        .expect("entering the namespace")
-        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    let listener = bind_tcp(ns, addr);
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let _ = stream.write_all(banner.as_bytes());
@@ -231,10 +239,7 @@ pub fn banner_server(ns: &Netns, addr: SocketAddr, banner: &'static str) {
 
 /// A UDP server answering `pong` to `ping` (and nothing to anything else).
 pub fn udp_echo(ns: &Netns, addr: SocketAddr) {
-    let socket = ns
-        .enter(move || UdpSocket::bind(addr))
-        .expect("entering the namespace")
-        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    let socket = bind_udp(ns, addr);
     std::thread::spawn(move || {
         let mut buf = [0u8; 512];
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -247,10 +252,7 @@ pub fn udp_echo(ns: &Netns, addr: SocketAddr) {
 
 /// A DNS server over UDP answering every A query with `answer` (TTL 60).
 pub fn dns_server(ns: &Netns, addr: SocketAddr, answer: Ipv4Addr) {
-    let socket = ns
-        .enter(move || UdpSocket::bind(addr))
-        .expect("entering the namespace")
-        .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    let socket = bind_udp(ns, addr);
     std::thread::spawn(move || {
         let mut buf = [0u8; 512];
         while let Ok((n, from)) = socket.recv_from(&mut buf) {

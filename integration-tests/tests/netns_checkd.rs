@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tandem_integration_tests::block_on;
 use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_integration_tests::servers::{
@@ -52,41 +53,34 @@ impl Director {
         self.dir.path().join(name)
     }
 
-    fn start_ipvsd(&mut self, services: &str) {
-        let config = self.path("ipvsd.yaml");
-        std::fs::write(&config, services).unwrap();
-        let socket = self.path("ipvsd.sock");
+    /// Starts `daemon` in the director with `config` as its file.
+    fn start(&self, daemon: &str, config: &str) -> Daemon {
+        let file = self.path(&format!("{daemon}.yaml"));
+        std::fs::write(&file, config).unwrap();
+        let socket = self.path(&format!("{daemon}.sock"));
         let args = [
             "--config",
-            config.to_str().unwrap(),
+            file.to_str().unwrap(),
             "--listen",
             socket.to_str().unwrap(),
         ];
-        let log = self.path("ipvsd.log");
-        let mut ipvsd = Daemon::start_in(&self.host.ns, "ipvsd", &args, &log);
-        ipvsd.wait_for_socket(&socket);
-        self.ipvsd = Some(ipvsd);
+        let log = self.path(&format!("{daemon}.log"));
+        let mut process = Daemon::start_in(&self.host.ns, daemon, &args, &log);
+        process.wait_for_socket(&socket);
+        process
+    }
+
+    fn start_ipvsd(&mut self, services: &str) {
+        self.ipvsd = Some(self.start("ipvsd", services));
     }
 
     fn start_checkd(&mut self) {
-        let config = self.path("checkd.yaml");
-        let text = format!(
+        let config = format!(
             "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
             self.path("ipvsd.sock").display(),
             self.path("maintenance").display()
         );
-        std::fs::write(&config, text).unwrap();
-        let socket = self.path("checkd.sock");
-        let args = [
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            socket.to_str().unwrap(),
-        ];
-        let log = self.path("checkd.log");
-        let mut checkd = Daemon::start_in(&self.host.ns, "checkd", &args, &log);
-        checkd.wait_for_socket(&socket);
-        self.checkd = Some(checkd);
+        self.checkd = Some(self.start("checkd", &config));
     }
 
     fn real(&self, label: &str, addr: &str) -> Host {
@@ -195,14 +189,6 @@ impl Director {
         }
         panic!("ipvsd never showed {service} {real} {health:?} weight {weight:?}; last: {last}");
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 fn key(k: Option<&cpb::TargetKey>) -> String {

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::{run_in_vm, run_in_vm_with, sh};
 use tandem_ipvsd::ipvs::abi::svc_flag;
 use tandem_ipvsd::ipvs::client::{ClientError, IpvsClient};
@@ -24,14 +25,6 @@ const VM_TIMEOUT: Duration = Duration::from_secs(240);
 const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 ];
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn tcp(addr: &str, port: u16) -> ServiceKey {
     ServiceKey::Addr {

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
 use tandem_integration_tests::process::{Daemon, binary};
@@ -77,14 +78,6 @@ fn stdout(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 async fn resource(socket: &str) -> rpb::resource_client::ResourceClient<tonic::transport::Channel> {
