@@ -152,6 +152,19 @@ impl Director {
         );
     }
 
+    /// Waits until each real (ADDR:PORT) is down with a last result whose
+    /// reason contains the text paired with it.
+    fn wait_all_down(&self, expect: &[(&str, &str)]) {
+        for (real, why) in expect {
+            let t = self.wait_target(real, ipb::Health::Down);
+            assert!(
+                reason(&t).contains(why),
+                "{real}: {:?} lacks {why:?}",
+                reason(&t)
+            );
+        }
+    }
+
     /// Waits until ipvsd shows `real` in `service` (by name) with `health`
     /// and `weight` (None: not in the kernel table); returns its detail.
     fn wait_ipvsd(
@@ -342,14 +355,7 @@ fn each_failure_names_its_reason_and_weights_follow() {
         ("198.51.100.22:443", "TLS: invalid peer certificate"),
         ("198.51.100.23:443", "TLS: "),
     ];
-    for (real, why) in expect {
-        let t = d.wait_target(real, ipb::Health::Down);
-        assert!(
-            reason(&t).contains(why),
-            "{real}: {:?} lacks {why:?}",
-            reason(&t)
-        );
-    }
+    d.wait_all_down(&expect);
     let link = d.wait_target("198.51.100.26:80", ipb::Health::Down);
     assert!(
         ["timeout after 200ms", "unreachable"]
@@ -424,14 +430,7 @@ fn tcp_banner_udp_dns_icmp_and_external_checks() {
         ("198.51.100.32:53", "receive: connection refused"),
         ("198.51.100.32:9090", "exit status: 2: not the one"),
     ];
-    for (real, why) in expect {
-        let t = d.wait_target(real, ipb::Health::Down);
-        assert!(
-            reason(&t).contains(why),
-            "{real}: {:?} lacks {why:?}",
-            reason(&t)
-        );
-    }
+    d.wait_all_down(&expect);
 }
 
 #[test]
