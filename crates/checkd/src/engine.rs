@@ -199,9 +199,8 @@ impl Engine {
                 .or_else(|| table.files.get(&(key.address, None)))
                 .cloned();
             match table.entries.get_mut(&key) {
-                Some(entry) if same_probe(&entry.target, &target) => {
-                    entry.target = Arc::new(target);
-                }
+                // Unchanged: the running task and its results stand.
+                Some(entry) if same_target(&entry.target, &target) => {}
                 Some(entry) => {
                     stop(entry);
                     entry.verdict.retune(target.timing.rise, target.timing.fall);
@@ -496,10 +495,12 @@ pub fn probe_thread() -> std::io::Result<Handle> {
     Ok(handle)
 }
 
-/// Whether two targets probe alike (only the service's name differs, or
-/// nothing), so the running task can keep going.
-fn same_probe(a: &Target, b: &Target) -> bool {
-    a.spec == b.spec && a.addr == b.addr && a.virtual_addr == b.virtual_addr
+/// Whether a target is unchanged by a new table, so its task keeps going.
+fn same_target(a: &Target, b: &Target) -> bool {
+    a.spec == b.spec
+        && a.addr == b.addr
+        && a.virtual_addr == b.virtual_addr
+        && a.service_name == b.service_name
 }
 
 fn stop(entry: &Entry) {
@@ -561,3 +562,6 @@ async fn probe_loop(engine: Engine, target: Arc<Target>) {
         engine.record(&target, result.map_err(|e| e.to_string()), latency, &meter);
     }
 }
+
+#[cfg(test)]
+mod tests;

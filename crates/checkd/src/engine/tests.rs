@@ -1,0 +1,89 @@
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::path::Path;
+
+use tandem_ipvsd::config::IpvsdConfig;
+
+use super::*;
+use crate::target::targets_of;
+
+fn targets(yaml: &str) -> Vec<Target> {
+    let config: IpvsdConfig = tandem_daemon::config::parse(Path::new("t.yaml"), yaml).unwrap();
+    targets_of(&config.virtual_services)
+}
+
+fn engine() -> Engine {
+    Engine::new(Handle::current(), Prober::new(), Metrics::unregistered())
+}
+
+fn table(port: u16, check: &str) -> String {
+    format!(
+        "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    \
+         check: {check}\n    reals:\n      - {{address: 127.0.0.1, port: {port}}}\n"
+    )
+}
+
+async fn probes_after(engine: &Engine, wait: Duration) -> u64 {
+    tokio::time::sleep(wait).await;
+    engine.targets()[0].probes
+}
+
+#[tokio::test]
+async fn an_unchanged_table_keeps_the_running_probes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let engine = engine();
+    let yaml = table(port, "{interval: 50ms, timeout: 40ms, rise: 1}");
+    engine.update(targets(&yaml));
+    let before = probes_after(&engine, Duration::from_millis(200)).await;
+    assert!(before >= 2, "{before} probes");
+    // The same table again (ipvsd sends one per version): nothing restarts,
+    // and results keep counting.
+    engine.update(targets(&yaml));
+    let after = probes_after(&engine, Duration::from_millis(200)).await;
+    assert!(after >= before + 2, "{before} then {after} probes");
+    assert_eq!(engine.targets()[0].health, Health::Up);
+}
+
+#[tokio::test]
+async fn a_changed_check_restarts_the_probe_keeping_the_verdict() {
+    let engine = engine();
+    engine.update(targets(&table(80, "{type: on}")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(engine.targets()[0].health, Health::Up);
+    engine.update(targets(&table(80, "{type: off}")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let view = &engine.targets()[0];
+    assert_eq!(view.health, Health::Down);
+    assert_eq!(view.last.as_ref().unwrap().reason, "check type off");
+    let reports = engine.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].detail, "check type off");
+}
+
+#[tokio::test]
+async fn overrides_win_over_probes_and_clear_back_to_them() {
+    let engine = engine();
+    engine.update(targets(&table(80, "{type: on}")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut watch = engine.subscribe();
+    let keys = engine.set_override(|_| true, Some(Health::Down));
+    assert_eq!(keys.len(), 1);
+    let t = watch.recv().await.unwrap();
+    assert_eq!((t.from, t.to), (Health::Up, Health::Down));
+    assert_eq!(engine.targets()[0].probed, Health::Up);
+    engine.set_maintenance_files(HashMap::from([(
+        ("127.0.0.1".parse().unwrap(), None),
+        PathBuf::from("/m/127.0.0.1"),
+    )]));
+    engine.set_override(|_| true, None);
+    // Still down: the maintenance file holds it.
+    assert_eq!(engine.targets()[0].health, Health::Down);
+    engine.set_maintenance_files(HashMap::new());
+    assert_eq!(engine.targets()[0].health, Health::Up);
+    let moves: Vec<_> = std::iter::from_fn(|| watch.try_recv().ok())
+        .map(|t| (t.from, t.to))
+        .collect();
+    assert_eq!(moves, [(Health::Down, Health::Up)]);
+}
