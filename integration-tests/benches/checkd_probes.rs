@@ -5,11 +5,14 @@
 //! over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
 //! its share of one core, its RSS, and the spread of probe start times as
 //! the servers saw them (each target's interval drift; how evenly probes
-//! fall across the second). Asserts nothing about speed.
+//! fall across the second). Then, as root, the peer: in one boot of the
+//! kernel VM (keepalived's checker needs IPVS), checkd's and keepalived's
+//! `HTTP_GET` probing the same 1,000 targets, and the CPU-per-probe ratio.
+//! Asserts nothing about speed.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p
 //! tandem-integration-tests --bench checkd_probes` (`CHECKD_BENCH_ONLY=http`
-//! runs one check type).
+//! runs one check type on the host; `CHECKD_BENCH_NO_PEER=1` skips the VM).
 
 #![allow(
     clippy::unwrap_used,
@@ -22,12 +25,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tandem_integration_tests::guest::IN_VM;
 use tandem_integration_tests::process::{Daemon, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+/// Addresses on the host; the VM run uses [`VM_ADDRESSES`].
 const ADDRESSES: u8 = 100;
+const VM_ADDRESSES: u8 = 10;
 const PORTS: u16 = 100;
 const FIRST_PORT: u16 = 20_000;
 const WARMUP: Duration = Duration::from_secs(4);
@@ -42,8 +48,8 @@ fn target(a: u8, p: u16) -> SocketAddr {
 
 /// One listener per target; each connection's arrival is logged by the
 /// address it reached; HTTP requests get a small 200.
-async fn serve(arrivals: Arrivals) {
-    for a in 0..ADDRESSES {
+async fn serve(arrivals: Arrivals, addresses: u8) {
+    for a in 0..addresses {
         for p in 0..PORTS {
             let addr = target(a, p);
             let listener = TcpListener::bind(addr).await.unwrap();
@@ -77,14 +83,14 @@ async fn serve(arrivals: Arrivals) {
     }
 }
 
-fn ipvsd_config(check: &str) -> String {
+fn ipvsd_config(check: &str, addresses: u8) -> String {
     let mut out = String::from("virtual_services:\n");
     for p in 0..PORTS {
         out.push_str(&format!(
             "  - address: 198.51.100.10\n    port: {}\n    forward: masq\n    check: {{type: {check}, interval: 1s, timeout: 800ms}}\n    reals:\n",
             10_000 + p
         ));
-        for a in 0..ADDRESSES {
+        for a in 0..addresses {
             let t = target(a, p);
             out.push_str(&format!(
                 "      - {{address: {}, port: {}}}\n",
@@ -118,47 +124,43 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-async fn run(check: &str, arrivals: &Arrivals) {
-    let dir = Path::new(DIR);
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ipvsd.yaml"), ipvsd_config(check)).unwrap();
-    let ipvsd_socket = dir.join("ipvsd.sock");
-    let checkd_socket = dir.join("checkd.sock");
-    let mut ipvsd = Daemon::start_logging(
-        "ipvsd",
-        &[
-            "--listen",
-            ipvsd_socket.to_str().unwrap(),
-            "--config",
-            dir.join("ipvsd.yaml").to_str().unwrap(),
-        ],
-        &dir.join("ipvsd.log"),
-    );
-    ipvsd.wait_for_socket(&ipvsd_socket);
-    arrivals.lock().unwrap().clear();
-    let mut checkd = Daemon::start_logging_env(
-        "checkd",
-        &[
-            "--listen",
-            checkd_socket.to_str().unwrap(),
-            "--ipvsd-socket",
-            ipvsd_socket.to_str().unwrap(),
-        ],
-        &dir.join("checkd.log"),
-        &[("RUST_LOG", "warn"), ("MALLOC_ARENA_MAX", "1")],
-    );
-    checkd.wait_for_socket(&checkd_socket);
-    tokio::time::sleep(WARMUP).await;
+/// What one window measured.
+struct Measured {
+    targets: usize,
+    probes_per_s: f64,
+    cpu_per_1000: f64,
+    core_share: f64,
+    drift: Vec<f64>,
+    busiest: f64,
+}
 
-    let (cpu0, t0) = (cpu_seconds(checkd.pid()), Instant::now());
+impl Measured {
+    fn line(&self) -> String {
+        let pct = |p: f64| 100.0 * percentile(&self.drift, p);
+        format!(
+            "{} targets probed, {:.0} probes/s; CPU {:.3} s per 1,000 probes = {:.1}% of one core; \
+             interval drift p50 {:.2}% p99 {:.2}% max {:.2}% (goal max 10%); busiest 10 ms slot {:.2}x the mean",
+            self.targets,
+            self.probes_per_s,
+            self.cpu_per_1000,
+            self.core_share,
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            self.busiest
+        )
+    }
+}
+
+/// Waits out the warm-up, then counts probes (as the servers saw them) and
+/// CPU (`cpu` returns the prober's seconds so far) over the window.
+async fn measure(cpu: impl Fn() -> f64, arrivals: &Arrivals) -> Measured {
+    tokio::time::sleep(WARMUP).await;
+    let (cpu0, t0) = (cpu(), Instant::now());
     arrivals.lock().unwrap().clear();
     tokio::time::sleep(WINDOW).await;
-    let (cpu1, elapsed) = (cpu_seconds(checkd.pid()), t0.elapsed());
-    let (rss, peak) = rss_kib(checkd.pid());
-    let (rss, peak) = (rss as f64 / 1024.0, peak as f64 / 1024.0);
+    let (cpu1, elapsed) = (cpu(), t0.elapsed());
     let seen = std::mem::take(&mut *arrivals.lock().unwrap());
-
     let probes: usize = seen.values().map(Vec::len).sum();
     let secs = elapsed.as_secs_f64();
     let cpu = cpu1 - cpu0;
@@ -178,24 +180,158 @@ async fn run(check: &str, arrivals: &Arrivals) {
         slots[(offset * 100.0) as usize % 100] += 1;
     }
     let mean = probes as f64 / 100.0;
-    let busiest = *slots.iter().max().unwrap() as f64;
+    Measured {
+        targets: seen.len(),
+        probes_per_s: probes as f64 / secs,
+        cpu_per_1000: cpu / (probes as f64 / 1000.0),
+        core_share: 100.0 * cpu / secs,
+        drift,
+        busiest: *slots.iter().max().unwrap() as f64 / mean,
+    }
+}
+
+/// A release ipvsd with the table and a release checkd following it, as
+/// the units run them; prints and returns the window's figures.
+async fn run_checkd(check: &str, arrivals: &Arrivals, addresses: u8) -> Measured {
+    let dir = Path::new(DIR);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ipvsd.yaml"), ipvsd_config(check, addresses)).unwrap();
+    let ipvsd_socket = dir.join("ipvsd.sock");
+    let checkd_socket = dir.join("checkd.sock");
+    let mut ipvsd = Daemon::start_logging(
+        "ipvsd",
+        &[
+            "--listen",
+            ipvsd_socket.to_str().unwrap(),
+            "--config",
+            dir.join("ipvsd.yaml").to_str().unwrap(),
+        ],
+        &dir.join("ipvsd.log"),
+    );
+    ipvsd.wait_for_socket(&ipvsd_socket);
+    let mut checkd = Daemon::start_logging_env(
+        "checkd",
+        &[
+            "--listen",
+            checkd_socket.to_str().unwrap(),
+            "--ipvsd-socket",
+            ipvsd_socket.to_str().unwrap(),
+        ],
+        &dir.join("checkd.log"),
+        &[("RUST_LOG", "warn"), ("MALLOC_ARENA_MAX", "1")],
+    );
+    checkd.wait_for_socket(&checkd_socket);
+    let pid = checkd.pid();
+    let measured = measure(|| cpu_seconds(pid), arrivals).await;
+    let (rss, peak) = rss_kib(pid);
     println!(
-        "{check:>4}: {} targets probed, {:.0} probes/s; checkd CPU {:.3} s per 1,000 probes = {:.1}% of one core; \
-         RSS {:.1} MiB (peak {:.1}); interval drift p50 {:.2}% p99 {:.2}% max {:.2}% (goal max 10%); \
-         busiest 10 ms slot {:.2}x the mean",
-        seen.len(),
-        probes as f64 / secs,
-        cpu / (probes as f64 / 1000.0),
-        100.0 * cpu / secs,
-        rss,
-        peak,
-        100.0 * percentile(&drift, 0.5),
-        100.0 * percentile(&drift, 0.99),
-        100.0 * drift.last().copied().unwrap_or(f64::NAN),
-        busiest / mean,
+        "{check:>4} checkd: {}; RSS {:.1} MiB (peak {:.1})",
+        measured.line(),
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
     );
     drop(checkd);
     drop(ipvsd);
+    measured
+}
+
+/// keepalived's config: the same services and reals, each with `HTTP_GET`
+/// every second (`delay_loop 1`).
+fn keepalived_config(addresses: u8) -> String {
+    let mut out = String::from("global_defs {\n    router_id tandem_bench\n}\n");
+    for p in 0..PORTS {
+        out.push_str(&format!(
+            "virtual_server 198.51.100.10 {} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n",
+            10_000 + p
+        ));
+        for a in 0..addresses {
+            let t = target(a, p);
+            out.push_str(&format!(
+                "    real_server {} {} {{\n        weight 1\n        HTTP_GET {{\n            url {{\n                path /\n                status_code 200\n            }}\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n",
+                t.ip(),
+                t.port()
+            ));
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+/// CPU seconds of `pid` and its children (keepalived forks its checker).
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    cpu_seconds(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .map(tree_cpu_seconds)
+            .sum::<f64>()
+}
+
+/// keepalived's checker alone (`--check`) on the same targets.
+async fn run_keepalived(arrivals: &Arrivals, addresses: u8) -> Measured {
+    let dir = Path::new(DIR);
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("keepalived.conf");
+    std::fs::write(&config, keepalived_config(addresses)).unwrap();
+    let log = std::fs::File::create(dir.join("keepalived.log")).unwrap();
+    let mut keepalived = std::process::Command::new("keepalived")
+        .args(["--dont-fork", "--check", "--log-console", "--use-file"])
+        .arg(&config)
+        .arg("--pid")
+        .arg(dir.join("keepalived.pid"))
+        .arg("--checkers_pid")
+        .arg(dir.join("checkers.pid"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting keepalived");
+    let pid = keepalived.id();
+    let measured = measure(|| tree_cpu_seconds(pid), arrivals).await;
+    println!("http keepalived: {}", measured.line());
+    let _ = keepalived.kill();
+    let _ = keepalived.wait();
+    let _ = std::process::Command::new("ipvsadm").arg("-C").status();
+    measured
+}
+
+/// In the VM: checkd, then keepalived, on the same targets; the ratio.
+async fn peer_in_guest() {
+    let arrivals: Arrivals = Arc::default();
+    serve(arrivals.clone(), VM_ADDRESSES).await;
+    println!(
+        "In the kernel VM (TCG), {} targets at a 1 s interval, {} s windows:",
+        usize::from(VM_ADDRESSES) * usize::from(PORTS),
+        WINDOW.as_secs()
+    );
+    let checkd = run_checkd("http", &arrivals, VM_ADDRESSES).await;
+    let keepalived = run_keepalived(&arrivals, VM_ADDRESSES).await;
+    println!(
+        "CPU per probe, keepalived / checkd: {:.1}x",
+        keepalived.cpu_per_1000 / checkd.cpu_per_1000
+    );
+}
+
+/// Installs keepalived (the peer) if it is missing; false if it cannot be.
+fn have_keepalived() -> bool {
+    let found = || {
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if found() {
+        return true;
+    }
+    println!("keepalived (the peer) is missing: apt-get install keepalived");
+    let installed = std::process::Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "keepalived"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    installed && found()
 }
 
 fn main() {
@@ -208,9 +344,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::var_os(IN_VM).is_some() {
+        runtime.block_on(peer_in_guest());
+        return;
+    }
     runtime.block_on(async {
         let arrivals: Arrivals = Arc::default();
-        serve(arrivals.clone()).await;
+        serve(arrivals.clone(), ADDRESSES).await;
         println!(
             "checkd, {} targets on loopback at a 1 s interval, measured over {} s:",
             usize::from(ADDRESSES) * usize::from(PORTS),
@@ -221,7 +361,23 @@ fn main() {
             if only.as_deref().is_some_and(|o| o != check) {
                 continue;
             }
-            run(check, &arrivals).await;
+            run_checkd(check, &arrivals, ADDRESSES).await;
         }
     });
+    drop(runtime);
+    if std::env::var_os("CHECKD_BENCH_NO_PEER").is_some() {
+        return;
+    }
+    tandem_integration_tests::require_root();
+    assert!(
+        have_keepalived(),
+        "keepalived could not be installed: the peer cannot run"
+    );
+    let out = tandem_integration_tests::guest::run_self_in_vm_with(
+        "--bench",
+        &["ipvsd", "checkd"],
+        Duration::from_secs(600),
+    );
+    print!("{}", out.output);
+    assert_eq!(out.status, 0, "the peer benchmark failed in the VM");
 }
