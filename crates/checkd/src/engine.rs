@@ -194,10 +194,6 @@ impl Engine {
         }
         for target in targets {
             let key = target.key;
-            let file = table.files.get(&(key.address, Some(key.port)));
-            let file = file
-                .or_else(|| table.files.get(&(key.address, None)))
-                .cloned();
             match table.entries.get_mut(&key) {
                 // Unchanged: the running task and its results stand.
                 Some(entry) if same_target(&entry.target, &target) => {}
@@ -226,17 +222,30 @@ impl Engine {
                     table.entries.insert(key, entry);
                 }
             }
-            let reason = file
-                .as_ref()
-                .map(|p| format!("maintenance file {}", p.display()));
-            if let Some(entry) = table.entries.get_mut(&key)
-                && entry.file_override != file
-            {
-                entry.file_override = file;
-                let reason = reason.unwrap_or_else(|| "maintenance file removed".into());
-                self.settle(&mut table, key, &reason);
-            }
+            self.apply_maintenance_file(&mut table, key);
         }
+    }
+
+    /// Sets `key`'s maintenance-file override from the files known (a file
+    /// for its address and port, else for its address), settling a change.
+    fn apply_maintenance_file(&self, table: &mut Table, key: TargetKey) {
+        let file = table
+            .files
+            .get(&(key.address, Some(key.port)))
+            .or_else(|| table.files.get(&(key.address, None)))
+            .cloned();
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return;
+        };
+        if entry.file_override == file {
+            return;
+        }
+        let reason = file.as_ref().map_or_else(
+            || "maintenance file removed".to_owned(),
+            |p| format!("maintenance file {}", p.display()),
+        );
+        entry.file_override = file;
+        self.settle(table, key, &reason);
     }
 
     fn spawn(&self, target: Arc<Target>) -> AbortHandle {
@@ -379,26 +388,11 @@ impl Engine {
         if table.files == files {
             return;
         }
+        table.files = files;
         let keys: Vec<TargetKey> = table.entries.keys().copied().collect();
         for key in keys {
-            let file = files
-                .get(&(key.address, Some(key.port)))
-                .or_else(|| files.get(&(key.address, None)))
-                .cloned();
-            let Some(entry) = table.entries.get_mut(&key) else {
-                continue;
-            };
-            if entry.file_override == file {
-                continue;
-            }
-            let reason = file.as_ref().map_or_else(
-                || "maintenance file removed".to_owned(),
-                |p| format!("maintenance file {}", p.display()),
-            );
-            entry.file_override = file;
-            self.settle(&mut table, key, &reason);
+            self.apply_maintenance_file(&mut table, key);
         }
-        table.files = files;
     }
 
     /// Every target, in key order.

@@ -192,22 +192,7 @@ impl Target {
 
     /// The check type's name, for metrics.
     pub fn kind(&self) -> &'static str {
-        kind_name(self.spec.kind)
-    }
-}
-
-/// A check type's name as in the config.
-pub fn kind_name(kind: CheckType) -> &'static str {
-    match kind {
-        CheckType::Tcp => "tcp",
-        CheckType::Http => "http",
-        CheckType::Https => "https",
-        CheckType::Udp => "udp",
-        CheckType::Dns => "dns",
-        CheckType::Icmp => "icmp",
-        CheckType::External => "external",
-        CheckType::Off => "off",
-        CheckType::On => "on",
+        self.spec.kind.name()
     }
 }
 

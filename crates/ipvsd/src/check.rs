@@ -51,7 +51,8 @@ pub enum CheckType {
 }
 
 impl CheckType {
-    fn name(self) -> &'static str {
+    /// Its name in the config (`tcp`, `http` …).
+    pub fn name(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
             Self::Http => "http",
