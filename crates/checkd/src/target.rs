@@ -7,6 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tandem_ipvsd::check::{
     CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
 };
@@ -75,6 +76,8 @@ pub struct HttpPlan {
     pub max_body: usize,
     /// TLS, for `https`: whether to verify the certificate.
     pub tls: Option<bool>,
+    /// The TLS server name (SNI and verification), from `host`.
+    pub server_name: ServerName<'static>,
 }
 
 /// A ready-to-run probe.
@@ -99,9 +102,9 @@ pub enum Plan {
     /// A DNS query over UDP.
     Dns {
         /// The name asked for.
-        name: String,
+        name: hickory_proto::rr::Name,
         /// The record type.
-        record_type: String,
+        record_type: hickory_proto::rr::RecordType,
         /// What an answer must contain (any answer of the type when none).
         expect: Option<Expect>,
     },
@@ -239,10 +242,13 @@ fn plan_of(spec: &CheckSpec, address: IpAddr, port: u16) -> Plan {
             send: spec.send.clone().unwrap_or_default().into_bytes(),
             expect,
         },
-        CheckType::Dns => Plan::Dns {
-            name: spec.query_name.clone().unwrap_or_default(),
-            record_type: spec.query_type.clone().unwrap_or_else(|| "A".into()),
-            expect,
+        CheckType::Dns => match dns_query(spec) {
+            Ok((name, record_type)) => Plan::Dns {
+                name,
+                record_type,
+                expect,
+            },
+            Err(reason) => Plan::Unprobeable(reason),
         },
         CheckType::Icmp => Plan::Icmp,
         CheckType::External => Plan::External {
@@ -251,6 +257,29 @@ fn plan_of(spec: &CheckSpec, address: IpAddr, port: u16) -> Plan {
         CheckType::Off => Plan::Forced(Health::Down),
         CheckType::On => Plan::Forced(Health::Up),
     }
+}
+
+/// The DNS query of a `dns` check, parsed once.
+fn dns_query(
+    spec: &CheckSpec,
+) -> Result<(hickory_proto::rr::Name, hickory_proto::rr::RecordType), String> {
+    let name = spec.query_name.as_deref().unwrap_or_default();
+    let name = hickory_proto::rr::Name::from_ascii(name).map_err(|e| format!("query_name: {e}"))?;
+    let record_type = spec.query_type.as_deref().unwrap_or("A");
+    let record_type = record_type
+        .parse()
+        .map_err(|e| format!("query_type: {e}"))?;
+    Ok((name, record_type))
+}
+
+/// SNI and the name a certificate is verified against: the `Host` without
+/// a port if it is a DNS name, else the address (no SNI is sent for one).
+fn tls_server_name(host: &str, address: IpAddr) -> ServerName<'static> {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok() && !host.ends_with(']'))
+        .map_or(host, |(name, _)| name);
+    ServerName::try_from(name.to_owned()).unwrap_or_else(|_| ServerName::from(address))
 }
 
 fn http_plan(
@@ -279,6 +308,7 @@ fn http_plan(
     let host_header = http::HeaderValue::from_str(&host)
         .map_err(|_| format!("virtualhost: `{host}` is not a header value"))?;
     Ok(HttpPlan {
+        server_name: tls_server_name(&host, address),
         host_header,
         method,
         path: spec.request.clone().unwrap_or_else(|| "/".into()),

@@ -3,7 +3,6 @@
 //! in its text form: `198.51.100.21`, `mail.example.org.`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -15,17 +14,13 @@ use crate::expect::Expect;
 pub async fn probe(
     addr: SocketAddr,
     source: Option<IpAddr>,
-    name: &str,
-    record_type: &str,
+    name: &Name,
+    record_type: RecordType,
     expect: Option<&Expect>,
 ) -> Result<(), ProbeError> {
-    let name =
-        Name::from_ascii(name).map_err(|e| ProbeError::Unprobeable(format!("query_name: {e}")))?;
-    let record_type = RecordType::from_str(record_type)
-        .map_err(|e| ProbeError::Unprobeable(format!("query_type: {e}")))?;
     let mut query = Message::query();
     query.metadata.recursion_desired = true;
-    query.add_query(hickory_proto::op::Query::query(name, record_type));
+    query.add_query(hickory_proto::op::Query::query(name.clone(), record_type));
     let id = query.metadata.id;
     let bytes = query
         .to_vec()

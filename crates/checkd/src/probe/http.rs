@@ -135,24 +135,13 @@ pub async fn probe(
             } else {
                 &tls.trusting
             };
-            let name = server_name(&plan.host, addr.ip());
             let stream = TlsConnector::from(config.clone())
-                .connect(name, tcp)
+                .connect(plan.server_name.clone(), tcp)
                 .await
                 .map_err(|e| ProbeError::Tls(e.to_string()))?;
             exchange(stream, plan).await
         }
     }
-}
-
-/// SNI and the name verified: the `Host` without a port if it is a DNS
-/// name, else the address (no SNI is sent for an address).
-fn server_name(host: &str, address: IpAddr) -> ServerName<'static> {
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.parse::<u16>().is_ok() && !host.ends_with(']'))
-        .map_or(host, |(name, _)| name);
-    ServerName::try_from(name.to_owned()).unwrap_or_else(|_| ServerName::from(address))
 }
 
 async fn exchange<S>(stream: S, plan: &HttpPlan) -> Result<(), ProbeError>

@@ -120,7 +120,7 @@ impl Prober {
                 name,
                 record_type,
                 expect,
-            } => dns::probe(addr, source, name, record_type, expect.as_ref()).await,
+            } => dns::probe(addr, source, name, *record_type, expect.as_ref()).await,
             Plan::Icmp => icmp::probe(addr.ip(), source).await,
             Plan::External { command } => external::probe(command, target).await,
             Plan::Forced(_) => Ok(()),
