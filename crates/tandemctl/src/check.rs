@@ -10,7 +10,9 @@ use tandem_proto::check::v1::check_client::CheckClient;
 use tandem_proto::ipvs::v1 as ipvs_pb;
 use tonic::transport::Channel;
 
-use crate::ipvs::RealsArg;
+use crate::refused;
+
+use crate::ipvs::{RealsArg, health_name};
 
 /// `tandemctl check …`.
 #[derive(clap::Subcommand)]
@@ -41,10 +43,6 @@ pub enum OverrideArg {
     Down,
     /// The probes decide again.
     Clear,
-}
-
-fn refused(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
-    move |s| anyhow::anyhow!("{what} refused ({:?}): {}", s.code(), s.message())
 }
 
 /// Runs one `tandemctl check` command.
@@ -105,14 +103,6 @@ pub async fn run(channel: Channel, command: CheckCommand) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn health_name(h: ipvs_pb::Health) -> &'static str {
-    match h {
-        ipvs_pb::Health::Unspecified => "unknown",
-        ipvs_pb::Health::Up => "up",
-        ipvs_pb::Health::Down => "down",
-    }
 }
 
 fn override_name(o: pb::Override) -> &'static str {

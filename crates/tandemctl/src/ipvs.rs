@@ -14,6 +14,8 @@ use tandem_proto::ipvs::v1 as pb;
 use tandem_proto::ipvs::v1::ipvs_client::IpvsClient;
 use tonic::transport::Channel;
 
+use crate::refused;
+
 /// `tandemctl ipvs …`.
 #[derive(clap::Subcommand)]
 pub enum IpvsCommand {
@@ -117,10 +119,6 @@ fn parse_service(text: &str) -> Result<pb::ServiceKey, String> {
         port: addr.port().into(),
         ..pb::ServiceKey::default()
     })
-}
-
-fn refused(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
-    move |s| anyhow::anyhow!("{what} refused ({:?}): {}", s.code(), s.message())
 }
 
 /// Runs one `tandemctl ipvs` command.
@@ -232,6 +230,15 @@ fn forward_name(forward: pb::Forward, default: pb::Forward) -> &'static str {
     }
 }
 
+/// A real's health as `list` shows it.
+pub fn health_name(health: pb::Health) -> &'static str {
+    match health {
+        pb::Health::Unspecified => "unknown",
+        pb::Health::Up => "up",
+        pb::Health::Down => "down",
+    }
+}
+
 /// The table as text: ipvsadm -Ln's layout with tandem's columns.
 pub fn render(table: &pb::ListServicesResponse) -> String {
     let mut out = String::new();
@@ -273,11 +280,7 @@ pub fn render(table: &pb::ListServicesResponse) -> String {
             let eff = r
                 .effective_weight
                 .map_or_else(|| "-".into(), |w| w.to_string());
-            let health = match r.health() {
-                pb::Health::Unspecified => "unknown",
-                pb::Health::Up => "up",
-                pb::Health::Down => "down",
-            };
+            let health = health_name(r.health());
             let drain = match r.drain() {
                 pb::DrainState::Unspecified => "-",
                 pb::DrainState::Draining => "draining",

@@ -57,6 +57,11 @@ enum Command {
     },
 }
 
+/// Turns a refused call into an error naming the call, the code and why.
+fn refused(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
+    move |s| anyhow::anyhow!("{what} refused ({:?}): {}", s.code(), s.message())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -87,7 +87,7 @@ pub async fn transition(channel: Channel, state: StateArg, epoch: u64) -> anyhow
     let reply = ResourceClient::new(channel)
         .transition(request)
         .await
-        .map_err(|s| anyhow::anyhow!("Transition refused ({:?}): {}", s.code(), s.message()))?
+        .map_err(crate::refused("Transition"))?
         .into_inner();
     let status = reply.status.unwrap_or_default();
     let what = if reply.changed {
