@@ -148,6 +148,9 @@ async fn start<D: Daemon>(
     flags: CommonFlags,
     own: OwnFlags<D::Config>,
 ) -> Result<(), Failure> {
+    // Before the socket exists: a client may connect (and signal) as soon
+    // as it does, while the daemon is still being built.
+    let signals = Signals::install()?;
     let settings = resolved.config.settings();
     let unix = listen::bind_unix(&resolved.socket)?;
     let tcp = match (&settings.tcp, resolved.tls) {
@@ -169,10 +172,11 @@ async fn start<D: Daemon>(
     drop(resolved.config);
     spawn_signal_handler(
         Arc::clone(&daemon),
+        signals,
         (flags, own),
         settings,
         shutdown.clone(),
-    )?;
+    );
     tracing::info!(daemon = D::NAME, config = %resolved.origin, socket = %resolved.socket.display(), "starting");
     let listeners = Listeners {
         unix: (unix, resolved.socket),
@@ -188,32 +192,45 @@ async fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener,
         .map_err(|e| Failure::Runtime(format!("binding {what} listener {addr}: {e}")))
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are installed
+/// (a signal before anyone listens is kept, not lost).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Failure> {
+        let install = |kind| {
+            signal(kind).map_err(|e| Failure::Runtime(format!("installing signal handler: {e}")))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
 fn spawn_signal_handler<D: Daemon>(
     daemon: Arc<D>,
+    mut signals: Signals,
     flags: (CommonFlags, OwnFlags<D::Config>),
     settings: crate::config::DaemonSettings,
     shutdown: CancellationToken,
-) -> Result<(), Failure> {
-    let install = |kind| {
-        signal(kind).map_err(|e| Failure::Runtime(format!("installing signal handler: {e}")))
-    };
-    let (mut term, mut int, mut hup) = (
-        install(SignalKind::terminate())?,
-        install(SignalKind::interrupt())?,
-        install(SignalKind::hangup())?,
-    );
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => reload(daemon.as_ref(), &flags.0, &flags.1, &settings).await,
+                _ = signals.term.recv() => break,
+                _ = signals.int.recv() => break,
+                _ = signals.hup.recv() => reload(daemon.as_ref(), &flags.0, &flags.1, &settings).await,
             }
         }
         tracing::info!(daemon = D::NAME, "shutting down");
         shutdown.cancel();
     });
-    Ok(())
 }
 
 /// Re-reads the config and hands it to the daemon; a bad config changes nothing.
