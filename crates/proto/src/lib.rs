@@ -2,9 +2,9 @@
 //! package under `proto/`. This crate holds generated code and the encoded
 //! descriptor set only: no logic lives here.
 //!
-//! `tandem.vip.v1` and `tandem.hb.v1` are laid out in `proto/` but declare
-//! no messages yet, so prost generates no module for them; each gets its
-//! module here when its daemon's issue fills it in.
+//! `tandem.hb.v1` is laid out in `proto/` but declares no messages yet, so
+//! prost generates no module for it; it gets its module here when hbd's
+//! issue fills it in.
 
 #![allow(missing_docs, clippy::all, clippy::unwrap_used)]
 
@@ -33,5 +33,13 @@ pub mod check {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/tandem.check.v1.rs"));
+    }
+}
+
+/// `tandem.vip.v1`: vipd's address API.
+pub mod vip {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/tandem.vip.v1.rs"));
     }
 }
