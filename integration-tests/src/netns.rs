@@ -44,6 +44,15 @@ pub enum NetnsError {
     /// An address outside the test ranges, or not `a.b.c.d/len`.
     #[error("{0}: tests may only use 198.51.100.0/24 or 203.0.113.0/24 (as a.b.c.d/len)")]
     Address(String),
+    /// A socket or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// Entering the namespace failed.
     #[error("entering namespace {name}: {source}")]
     Enter {

@@ -32,7 +32,9 @@ pub enum ApplyError {
         hint: &'static str,
     },
     /// The address is already on the host, put there by someone else.
-    #[error("{addr} is already a local address on {interface}, not one vipd added: refusing to manage it (remove it, or remove it from vipd's config)")]
+    #[error(
+        "{addr} is already a local address on {interface}, not one vipd added: refusing to manage it (remove it, or remove it from vipd's config)"
+    )]
     NotOurs {
         /// The address.
         addr: IpAddr,
@@ -40,7 +42,9 @@ pub enum ApplyError {
         interface: String,
     },
     /// An IPv6 address on an interface with IPv6 off.
-    #[error("{cidr}: interface {interface} has IPv6 disabled (net.ipv6.conf.{interface}.disable_ipv6=1)")]
+    #[error(
+        "{cidr}: interface {interface} has IPv6 disabled (net.ipv6.conf.{interface}.disable_ipv6=1)"
+    )]
     FamilyDisabled {
         /// The address.
         cidr: Cidr,
@@ -145,17 +149,18 @@ fn preflight(
 ) -> Result<Vec<Link>, ApplyError> {
     let mut links = Vec::new();
     for wanted in &layout.addresses {
-        let link = snapshot
-            .link(&wanted.interface)
-            .ok_or_else(|| ApplyError::MissingInterface {
-                cidr: wanted.cidr,
-                interface: wanted.interface.clone(),
-                hint: match wanted.interface.as_str() {
-                    "tunl0" => " (load the ipip module)",
-                    "ip6tnl0" => " (load the ip6_tunnel module)",
-                    _ => "",
-                },
-            })?;
+        let link =
+            snapshot
+                .link(&wanted.interface)
+                .ok_or_else(|| ApplyError::MissingInterface {
+                    cidr: wanted.cidr,
+                    interface: wanted.interface.clone(),
+                    hint: match wanted.interface.as_str() {
+                        "tunl0" => " (load the ipip module)",
+                        "ip6tnl0" => " (load the ip6_tunnel module)",
+                        _ => "",
+                    },
+                })?;
         if let Some(theirs) = snapshot.holders(wanted.cidr.addr).find(|a| !a.is_ours()) {
             let interface = snapshot
                 .link_by_index(theirs.ifindex)
@@ -238,6 +243,7 @@ fn run(
             continue;
         };
         host.del_address(link, addr.cidr)?;
+        tracing::info!(address = %addr.cidr, interface = %link.name, "address removed");
         done.addresses_changed = true;
         done.undo
             .push(Undo::Removed(link.clone(), addr.cidr, addr.label.clone()));
@@ -259,6 +265,7 @@ fn run(
         let previous = host.read_sysctl(&key)?;
         if previous != original {
             host.write_sysctl(&key, &original)?;
+            tracing::info!(%key, value = %original, "sysctl put back");
         }
         journal.sysctls.remove(&key);
         journal.save(path)?;
@@ -285,6 +292,7 @@ fn run(
             journal: entry,
         });
         host.write_sysctl(key, value)?;
+        tracing::info!(%key, %value, was = %previous, "sysctl set");
     }
     // 4. Tunnel links: down what vipd raised and no longer needs; up what it needs.
     let lowering: Vec<String> = journal
@@ -315,6 +323,7 @@ fn run(
             continue;
         }
         host.add_address(link, wanted.cidr, wanted.label.as_deref())?;
+        tracing::info!(address = %wanted.cidr, interface = %link.name, "address added");
         done.addresses_changed = true;
         done.undo.push(Undo::Added(link.clone(), wanted.cidr));
     }

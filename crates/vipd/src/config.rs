@@ -227,9 +227,9 @@ impl DaemonConfig for VipdConfig {
                 ));
             }
         }
-        self.announce.validate().map_err(|(field, why)| {
-            invalid(format!("announce.{field}"), why.to_owned())
-        })?;
+        self.announce
+            .validate()
+            .map_err(|(field, why)| invalid(format!("announce.{field}"), why.to_owned()))?;
         if self.verify_interval < Duration::from_millis(10) {
             return Err(invalid(
                 "verify_interval".into(),
@@ -278,8 +278,14 @@ impl AnnounceSettings {
         if self.gap > Duration::from_millis(100) {
             return Err(("gap", "must be at most 100ms"));
         }
-        if self.repeat_after.is_some_and(|d| d < Duration::from_millis(1)) {
-            return Err(("repeat_after", "must be at least 1ms (leave it out for none)"));
+        if self
+            .repeat_after
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err((
+                "repeat_after",
+                "must be at least 1ms (leave it out for none)",
+            ));
         }
         if self.refresh.is_some_and(|d| d < Duration::from_secs(1)) {
             return Err(("refresh", "must be at least 1s (leave it out for none)"));

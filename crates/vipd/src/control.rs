@@ -254,7 +254,10 @@ fn converge(
     if announced.is_err() {
         let failed = applied.undo(kernel, &mut guarded.journal, &path);
         if !failed.is_empty() {
-            tracing::error!(undo_failures = failed.len(), "the host could not be fully put back");
+            tracing::error!(
+                undo_failures = failed.len(),
+                "the host could not be fully put back"
+            );
         }
     }
     announced
@@ -296,7 +299,10 @@ fn verify(kernel: &Kernel, announcer: &Announcer, guarded: &mut Guarded) -> (Hea
         Ok(_) => (Health::Ok, String::new()),
         Err(e) => (
             Health::Failed,
-            format!("{} vanished and could not be put back: {e}", missing.join(", ")),
+            format!(
+                "{} vanished and could not be put back: {e}",
+                missing.join(", ")
+            ),
         ),
     }
 }

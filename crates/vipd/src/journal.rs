@@ -136,6 +136,9 @@ mod tests {
         let path = dir.path().join("vipd.state");
         std::fs::write(&path, "sysctl net/ipv4/ip_forward 0\nsomething else\n").unwrap();
         let e = Journal::load(&path).unwrap_err().to_string();
-        assert!(e.contains(":2: not a journal entry: 'something else'"), "{e}");
+        assert!(
+            e.contains(":2: not a journal entry: 'something else'"),
+            "{e}"
+        );
     }
 }

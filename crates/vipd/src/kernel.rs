@@ -10,9 +10,7 @@ use neli::consts::socket::NlFamily;
 use neli::err::RouterError;
 use neli::nl::NlPayload;
 use neli::router::synchronous::NlRouter;
-use neli::rtnl::{
-    Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, RtattrBuilder,
-};
+use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, RtattrBuilder};
 use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
 
@@ -41,17 +39,31 @@ impl Kernel {
         })
     }
 
-    fn change(&self, op: &str, kind: Rtm, flags: NlmF, payload: ChangePayload) -> Result<(), HostError> {
+    fn change(
+        &self,
+        op: &str,
+        kind: Rtm,
+        flags: NlmF,
+        payload: ChangePayload,
+    ) -> Result<(), HostError> {
         let sent = match payload {
             ChangePayload::Addr(msg) => self
                 .rtnl
-                .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(kind, flags | NlmF::ACK, NlPayload::Payload(msg))
+                .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(
+                    kind,
+                    flags | NlmF::ACK,
+                    NlPayload::Payload(msg),
+                )
                 .map_err(|e| router_error(op, &e))?
                 .map(|r| r.map(drop).map_err(|e| router_error(op, &e)))
                 .collect::<Result<Vec<()>, _>>(),
             ChangePayload::Link(msg) => self
                 .rtnl
-                .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(kind, flags | NlmF::ACK, NlPayload::Payload(msg))
+                .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(
+                    kind,
+                    flags | NlmF::ACK,
+                    NlPayload::Payload(msg),
+                )
                 .map_err(|e| router_error(op, &e))?
                 .map(|r| r.map(drop).map_err(|e| router_error(op, &e)))
                 .collect::<Result<Vec<()>, _>>(),
@@ -96,7 +108,11 @@ impl Host for Kernel {
             .map_err(|e| build_error(op, e))?;
         let replies = self
             .rtnl
-            .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(Rtm::Getlink, NlmF::DUMP, NlPayload::Payload(msg))
+            .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(
+                Rtm::Getlink,
+                NlmF::DUMP,
+                NlPayload::Payload(msg),
+            )
             .map_err(|e| router_error(op, &e))?;
         let mut links = Vec::new();
         for reply in replies {
@@ -134,7 +150,11 @@ impl Host for Kernel {
             .map_err(|e| build_error(op, e))?;
         let replies = self
             .rtnl
-            .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(Rtm::Getaddr, NlmF::DUMP, NlPayload::Payload(msg))
+            .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(
+                Rtm::Getaddr,
+                NlmF::DUMP,
+                NlPayload::Payload(msg),
+            )
             .map_err(|e| router_error(op, &e))?;
         let mut addrs = Vec::new();
         for reply in replies {

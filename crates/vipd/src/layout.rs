@@ -107,7 +107,10 @@ pub fn real_server_sysctls(config: &VipdConfig) -> Vec<(String, String)> {
         keys.push((format!("net/ipv4/conf/{name}/arp_ignore"), "1".to_owned()));
         keys.push((format!("net/ipv4/conf/{name}/arp_announce"), "2".to_owned()));
     }
-    let v4 = config.real_server_addresses().iter().any(|c| c.addr.is_ipv4());
+    let v4 = config
+        .real_server_addresses()
+        .iter()
+        .any(|c| c.addr.is_ipv4());
     if rs.mode == RealServerMode::Tun && v4 {
         keys.push(("net/ipv4/conf/all/rp_filter".to_owned(), "0".to_owned()));
         keys.push(("net/ipv4/conf/tunl0/rp_filter".to_owned(), "0".to_owned()));

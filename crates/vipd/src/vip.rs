@@ -59,7 +59,9 @@ pub enum VipError {
     #[error("labels exist for IPv4 addresses only")]
     LabelOnIpv6,
     /// A label that does not start with its interface's name.
-    #[error("label '{label}' must start with the interface name '{interface}' (e.g. {interface}:vip) and be at most 15 bytes")]
+    #[error(
+        "label '{label}' must start with the interface name '{interface}' (e.g. {interface}:vip) and be at most 15 bytes"
+    )]
     BadLabel {
         /// The label.
         label: String,
@@ -211,15 +213,24 @@ mod tests {
         };
         assert!(spec("198.51.100.10/24", "eth0:vip").validate().is_ok());
         assert_eq!(
-            spec("198.51.100.10/24", "eth1:vip").validate().unwrap_err().0,
+            spec("198.51.100.10/24", "eth1:vip")
+                .validate()
+                .unwrap_err()
+                .0,
             "label"
         );
         assert_eq!(
-            spec("198.51.100.10/24", "eth0:much-too-long").validate().unwrap_err().0,
+            spec("198.51.100.10/24", "eth0:much-too-long")
+                .validate()
+                .unwrap_err()
+                .0,
             "label"
         );
         assert_eq!(
-            spec("2001:db8::10/64", "eth0:vip").validate().unwrap_err().1,
+            spec("2001:db8::10/64", "eth0:vip")
+                .validate()
+                .unwrap_err()
+                .1,
             VipError::LabelOnIpv6
         );
     }

@@ -16,8 +16,9 @@ impl LinkSender {
     /// Opens a packet socket that sends on interface `ifindex`.
     pub fn open(ifindex: u32) -> io::Result<Self> {
         let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
-        let ifindex = i32::try_from(ifindex)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range"))?;
+        let ifindex = i32::try_from(ifindex).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
+        })?;
         Ok(Self { socket, ifindex })
     }
 
@@ -25,7 +26,10 @@ impl LinkSender {
     /// bytes 12..14) as it is.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let (Some(dst), Some(ethertype)) = (frame.get(0..6), frame.get(12..14)) else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than an Ethernet header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame shorter than an Ethernet header",
+            ));
         };
         let mut mac = [0u8; 8];
         mac[..6].copy_from_slice(dst);
@@ -34,7 +38,10 @@ impl LinkSender {
         if sent == frame.len() {
             Ok(())
         } else {
-            Err(io::Error::other(format!("sent {sent} of {} bytes", frame.len())))
+            Err(io::Error::other(format!(
+                "sent {sent} of {} bytes",
+                frame.len()
+            )))
         }
     }
 }

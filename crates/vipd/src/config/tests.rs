@@ -25,9 +25,18 @@ fn the_seed_cluster_parses_with_defaults() {
 #[test]
 fn bad_input_names_the_field() {
     let cases = [
-        ("addresses:\n  - address: 198.51.100.10/33\n    interface: eth0\n", "/33"),
-        ("addresses:\n  - address: 198.51.100.10/24\n    interface: eth0:1\n", "addresses[0].interface"),
-        ("addresses:\n  - address: 2001:db8::10/64\n    interface: eth0\n    label: eth0:v6\n", "addresses[0].label"),
+        (
+            "addresses:\n  - address: 198.51.100.10/33\n    interface: eth0\n",
+            "/33",
+        ),
+        (
+            "addresses:\n  - address: 198.51.100.10/24\n    interface: eth0:1\n",
+            "addresses[0].interface",
+        ),
+        (
+            "addresses:\n  - address: 2001:db8::10/64\n    interface: eth0\n    label: eth0:v6\n",
+            "addresses[0].label",
+        ),
         (
             "addresses:\n  - address: 198.51.100.10/24\n    interface: eth0\n  - address: 198.51.100.10/32\n    interface: eth1\n",
             "addresses[1].address",
@@ -36,10 +45,16 @@ fn bad_input_names_the_field() {
         ("announce:\n  interval: 0s\n", "announce.interval"),
         ("announce:\n  refresh: 10ms\n", "announce.refresh"),
         ("real_server:\n  mode: dr\n", "real_server.addresses"),
-        ("real_server:\n  mode: dr\n  addresses: [224.0.0.5]\n", "real_server.addresses[0]"),
+        (
+            "real_server:\n  mode: dr\n  addresses: [224.0.0.5]\n",
+            "real_server.addresses[0]",
+        ),
         ("real_server:\n  mode: hidden\n", "unknown variant"),
         ("initial_state: standby\n", "initial_state"),
-        ("addresses:\n  - address: 198.51.100.10/24\n    interface: eth0\n    colour: red\n", "colour"),
+        (
+            "addresses:\n  - address: 198.51.100.10/24\n    interface: eth0\n    colour: red\n",
+            "colour",
+        ),
     ];
     for (text, expected) in cases {
         let e = parse(text).unwrap_err();
