@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("nftables", "packet loss and partitions in namespace tests"),
     ("socat", "serial pty pairs"),
+    ("procps", "sysctl in namespace tests"),
     ("tcpdump", "captures in namespace tests"),
     (
         "qemu-system-x86",
