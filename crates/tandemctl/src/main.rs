@@ -6,6 +6,7 @@ mod check;
 mod ipvs;
 mod resource;
 mod target;
+mod vip;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: check::CheckCommand,
     },
+    /// vipd's addresses (the daemon defaults to vipd).
+    Vip {
+        #[command(subcommand)]
+        command: vip::VipCommand,
+    },
     /// Ask the daemon's grpc.health.v1 service; exits 1 unless SERVING.
     Health {
         /// Service to ask about; empty for the daemon as a whole.
@@ -87,12 +93,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_daemon = match cli.command {
         Command::Ipvs { .. } => "ipvsd",
         Command::Check { .. } => "checkd",
+        Command::Vip { .. } => "vipd",
         _ => "hbd",
     };
     let channel = cli.target.connect(default_daemon).await?;
     match cli.command {
         Command::Ipvs { command } => ipvs::run(channel, command).await,
         Command::Check { command } => check::run(channel, command).await,
+        Command::Vip { command } => vip::run(channel, command).await,
         Command::Status => resource::status(channel).await,
         Command::Transition { state, epoch } => resource::transition(channel, state, epoch).await,
         Command::Watch { count } => resource::watch(channel, count).await,

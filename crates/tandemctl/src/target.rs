@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 #[derive(clap::Args)]
 pub struct TargetFlags {
     /// Daemon whose default socket (/run/tandem/<NAME>.sock) to use
-    /// (default: hbd; ipvsd for `ipvs`, checkd for `check` commands).
+    /// (default: hbd; ipvsd for `ipvs`, checkd for `check`, vipd for `vip` commands).
     #[arg(long, short = 'd', value_name = "NAME")]
     daemon: Option<String>,
     /// Unix socket to use instead of the daemon's default.
