@@ -101,7 +101,7 @@ impl Announcer {
     pub fn new(registry: &mut Registry) -> Self {
         let frames_total = Family::<KindLabel, Counter>::default();
         registry.register(
-            "announcement_frames",
+            "vipd_announcement_frames",
             "Announcement frames sent, by kind (arp_request, arp_reply, na)",
             frames_total.clone(),
         );
