@@ -4,10 +4,14 @@
 //! The seed's `haresources` line — `IPaddr::VIP ipvsadm ldirectord` — is
 //! tandem's group vipd → ipvsd → checkd. This demo starts the three real
 //! daemons on private sockets (ipvsd with the seed's cluster,
-//! `deploy/config/ipvsd.yaml`) and walks the group the way hbd will: up in
-//! order, down in reverse, a stale epoch refused; `ipvsadm -Ln` shows the
-//! kernel table ipvsd programs, and checkd probes the seed's real servers
-//! (HTTP servers the demo runs) and takes one out when it stops serving.
+//! `deploy/config/ipvsd.yaml`; vipd in a director namespace on a bridge
+//! with a client namespace) and walks the group the way hbd will: up in
+//! order, down in reverse, a stale epoch refused. vipd puts the VIP on the
+//! director's eth0 and the client learns it from the gratuitous ARP, and in
+//! STANDBY hides it on lo as the seed's real-server scripts did;
+//! `ipvsadm -Ln` shows the kernel table ipvsd programs, and checkd probes
+//! the seed's real servers (HTTP servers the demo runs) and takes one out
+//! when it stops serving.
 //! It needs kernel IPVS: on a host without it
 //! (like the build machines) it boots the test VM and runs there.
 
@@ -16,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::servers::HttpServer;
 
 use crate::system;
@@ -78,6 +83,49 @@ fn wait_for(sock: &Path) -> anyhow::Result<()> {
 
 fn step(title: &str) {
     println!("\n### {title}");
+}
+
+/// Runs `ip -n <ns> args…`, echoing it and its output.
+fn show_ip(host: &Host, label: &str, args: &[&str]) {
+    println!("$ ip -n {label} {}", args.join(" "));
+    match host.ns.ip(args) {
+        Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => println!("(ip: {e})"),
+    }
+}
+
+/// Prints the director's ARP sysctls, as `sysctl` would.
+fn show_arp_sysctls(host: &Host) {
+    for key in [
+        "net.ipv4.conf.all.arp_ignore",
+        "net.ipv4.conf.all.arp_announce",
+    ] {
+        let out = host.ns.command("sysctl").arg(key).output();
+        match out {
+            Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
+            Err(e) => println!("(sysctl: {e})"),
+        }
+    }
+}
+
+/// vipd's config in the demo: the seed's VIP on the director namespace's
+/// eth0, and the seed's dual role (real server while STANDBY), in DR form
+/// (the seed's TUN form needs the ipip module).
+fn vipd_config(dir: &Path) -> String {
+    format!(
+        "state_file: {}
+addresses:
+  - address: 198.51.100.10/24
+    interface: eth0
+    label: eth0:vip
+announce:
+  count: 3
+  interval: 100ms
+real_server:
+  mode: dr
+",
+        dir.join("vipd.state").display()
+    )
 }
 
 fn show_table() {
@@ -248,12 +296,42 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     let mut servers = real_servers()?;
 
+    step(
+        "the seed's LAN: a director namespace (eth0 198.51.100.11) and a client (198.51.100.50) on a bridge",
+    );
+    let lan = Lan::new("demo")?;
+    let director = lan.host("dir", "198.51.100.11/24")?;
+    let client = lan.host("client", "198.51.100.50/24")?;
+    // Only so the client keeps an entry learned from a gratuitous ARP it
+    // never asked for, to show it below.
+    client
+        .ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.conf.eth0.arp_accept=1"])
+        .status()?;
+    std::fs::write(dir.join("vipd.yaml"), vipd_config(&dir))?;
+    println!(
+        "director: {}, client: {}",
+        director.ns.name(),
+        client.ns.name()
+    );
+
     step("start the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
     for daemon in GROUP {
         let sock = socket(&dir, daemon);
-        let mut cmd = Command::new(bin(bins, daemon));
+        let mut cmd = if *daemon == "vipd" {
+            director.ns.command(&bin(bins, daemon).to_string_lossy())
+        } else {
+            Command::new(bin(bins, daemon))
+        };
         cmd.arg("--listen").arg(&sock);
-        if *daemon == "ipvsd" {
+        if *daemon == "vipd" {
+            cmd.arg("--config").arg(dir.join("vipd.yaml"));
+            println!(
+                "$ ip netns exec dir vipd --listen {} --config vipd.yaml   # VIP 198.51.100.10/24 on eth0, real server while STANDBY",
+                sock.display()
+            );
+        } else if *daemon == "ipvsd" {
             cmd.arg("--config").arg(dir.join("ipvsd.yaml"));
             println!(
                 "$ ipvsd --listen {} --config ipvsd.yaml   # the seed's cluster",
@@ -290,6 +368,14 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     }
 
     show_table();
+
+    step(
+        "vipd: the VIP is on the director's eth0; the client learned it from the gratuitous ARP without asking",
+    );
+    ctl(bins, &dir, "vipd", &["vip", "list"])?;
+    show_ip(&director, "dir", &["-br", "addr", "show", "dev", "eth0"]);
+    show_ip(&client, "client", &["neigh", "show", "198.51.100.10"]);
+    show_ip(&director, "dir", &["-br", "link", "show", "dev", "eth0"]);
 
     step("checkd probes every real (a TCP connect each second, up after 2 successes)");
     wait_checks(bins, &dir, |list| !list.contains("unknown"))?;
@@ -352,6 +438,10 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         )?;
     }
 
+    step("STANDBY in the seed's dual role: the VIP left eth0 and sits on lo, hidden from ARP");
+    show_ip(&director, "dir", &["-br", "addr"]);
+    show_arp_sysctls(&director);
+
     step("a stale hbd still at epoch 1 tries to make vipd ACTIVE: refused");
     if ctl(
         bins,
@@ -377,6 +467,9 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         )?;
     }
     show_table();
+    println!("(vipd put back everything it changed: no VIP, ARP sysctls as before)");
+    show_ip(&director, "dir", &["-br", "addr"]);
+    show_arp_sysctls(&director);
     for (name, child) in &mut running.children {
         system::run(
             Command::new("kill")
@@ -390,9 +483,9 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     drop(servers);
     println!(
-        "\nipvsd programmed the kernel table above and checkd probed its reals. Not built yet, \
-         so their transitions only record state: VIPs and ARP (vipd, issue 7), heartbeats and \
-         failover (hbd, issue 8)."
+        "\nvipd placed and announced the VIP, ipvsd programmed the kernel table above and checkd \
+         probed its reals. Not built yet: heartbeats and failover between two directors (hbd, \
+         issue 8); this demo plays hbd's part by hand."
     );
     Ok(std::process::ExitCode::SUCCESS)
 }
