@@ -109,21 +109,11 @@ fn show_arp_sysctls(host: &Host) {
 }
 
 /// vipd's config in the demo: the seed's VIP on the director namespace's
-/// eth0, and the seed's dual role (real server while STANDBY), in DR form
-/// (the seed's TUN form needs the ipip module).
-fn vipd_config(dir: &Path) -> String {
+/// eth0, and the seed's dual role (real server while STANDBY): on tunl0 as
+/// in the seed when the kernel has ipip (the VM's does), else on lo (DR).
+fn vipd_config(dir: &Path, mode: &str) -> String {
     format!(
-        "state_file: {}
-addresses:
-  - address: 198.51.100.10/24
-    interface: eth0
-    label: eth0:vip
-announce:
-  count: 3
-  interval: 100ms
-real_server:
-  mode: dr
-",
+        "state_file: {}\naddresses:\n  - address: 198.51.100.10/24\n    interface: eth0\n    label: eth0:vip\nannounce:\n  count: 3\n  interval: 100ms\nreal_server:\n  mode: {mode}\n",
         dir.join("vipd.state").display()
     )
 }
@@ -309,7 +299,12 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         .command("sysctl")
         .args(["-qw", "net.ipv4.conf.eth0.arp_accept=1"])
         .status()?;
-    std::fs::write(dir.join("vipd.yaml"), vipd_config(&dir))?;
+    let mode = if director.ns.ip(&["link", "show", "tunl0"]).is_ok() {
+        "tun"
+    } else {
+        "dr"
+    };
+    std::fs::write(dir.join("vipd.yaml"), vipd_config(&dir, mode))?;
     println!(
         "director: {}, client: {}",
         director.ns.name(),
@@ -328,7 +323,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         if *daemon == "vipd" {
             cmd.arg("--config").arg(dir.join("vipd.yaml"));
             println!(
-                "$ ip netns exec dir vipd --listen {} --config vipd.yaml   # VIP 198.51.100.10/24 on eth0, real server while STANDBY",
+                "$ ip netns exec dir vipd --listen {} --config vipd.yaml   # VIP 198.51.100.10/24 on eth0, real server ({mode}) while STANDBY",
                 sock.display()
             );
         } else if *daemon == "ipvsd" {
@@ -438,7 +433,9 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         )?;
     }
 
-    step("STANDBY in the seed's dual role: the VIP left eth0 and sits on lo, hidden from ARP");
+    step(
+        "STANDBY in the seed's dual role: the VIP left eth0 for tunl0 (lo without ipip), hidden from ARP",
+    );
     show_ip(&director, "dir", &["-br", "addr"]);
     show_arp_sysctls(&director);
 
