@@ -13,6 +13,7 @@ use neli::router::synchronous::NlRouter;
 use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, RtattrBuilder};
 use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
+use neli::{FromBytesWithInput, Size, ToBytes};
 
 use crate::host::{Host, HostAddr, HostError, Link, TANDEM_ADDR_PROTO};
 use crate::vip::Cidr;
@@ -39,42 +40,41 @@ impl Kernel {
         })
     }
 
-    fn change(
+    /// Sends one request and turns each reply's payload into a value with
+    /// `each` (an acknowledged change has none).
+    fn request<P, R>(
         &self,
         op: &str,
         kind: Rtm,
         flags: NlmF,
-        payload: ChangePayload,
-    ) -> Result<(), HostError> {
-        let sent = match payload {
-            ChangePayload::Addr(msg) => self
-                .rtnl
-                .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(
-                    kind,
-                    flags | NlmF::ACK,
-                    NlPayload::Payload(msg),
-                )
-                .map_err(|e| router_error(op, &e))?
-                .map(|r| r.map(drop).map_err(|e| router_error(op, &e)))
-                .collect::<Result<Vec<()>, _>>(),
-            ChangePayload::Link(msg) => self
-                .rtnl
-                .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(
-                    kind,
-                    flags | NlmF::ACK,
-                    NlPayload::Payload(msg),
-                )
-                .map_err(|e| router_error(op, &e))?
-                .map(|r| r.map(drop).map_err(|e| router_error(op, &e)))
-                .collect::<Result<Vec<()>, _>>(),
-        };
-        sent.map(drop)
+        msg: P,
+        mut each: impl FnMut(&P) -> Result<Option<R>, HostError>,
+    ) -> Result<Vec<R>, HostError>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + std::fmt::Debug,
+    {
+        let replies = self
+            .rtnl
+            .send::<Rtm, P, Rtm, P>(kind, flags, NlPayload::Payload(msg))
+            .map_err(|e| router_error(op, &e))?;
+        let mut payloads = Vec::new();
+        for reply in replies {
+            let reply = reply.map_err(|e| router_error(op, &e))?;
+            if let Some(value) = reply.get_payload().map(&mut each).transpose()?.flatten() {
+                payloads.push(value);
+            }
+        }
+        Ok(payloads)
     }
-}
 
-enum ChangePayload {
-    Addr(Ifaddrmsg),
-    Link(Ifinfomsg),
+    /// A change the kernel acknowledges.
+    fn change<P>(&self, op: &str, kind: Rtm, flags: NlmF, msg: P) -> Result<(), HostError>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + std::fmt::Debug,
+    {
+        self.request(op, kind, flags | NlmF::ACK, msg, |_| Ok(None::<()>))
+            .map(drop)
+    }
 }
 
 fn router_error<T, P>(op: &str, e: &RouterError<T, P>) -> HostError
@@ -106,20 +106,7 @@ impl Host for Kernel {
             .ifi_family(RtAddrFamily::Unspecified)
             .build()
             .map_err(|e| build_error(op, e))?;
-        let replies = self
-            .rtnl
-            .send::<Rtm, Ifinfomsg, Rtm, Ifinfomsg>(
-                Rtm::Getlink,
-                NlmF::DUMP,
-                NlPayload::Payload(msg),
-            )
-            .map_err(|e| router_error(op, &e))?;
-        let mut links = Vec::new();
-        for reply in replies {
-            let reply = reply.map_err(|e| router_error(op, &e))?;
-            let Some(info) = reply.get_payload() else {
-                continue;
-            };
+        self.request(op, Rtm::Getlink, NlmF::DUMP, msg, |info: &Ifinfomsg| {
             let attrs = info.rtattrs().get_attr_handle();
             let name: String = attrs
                 .get_attr_payload_as_with_len(Ifla::Ifname)
@@ -128,15 +115,14 @@ impl Host for Kernel {
                 .get_attribute(Ifla::Address)
                 .filter(|_| *info.ifi_type() == Arphrd::Ether)
                 .and_then(|a| <[u8; 6]>::try_from(a.rta_payload().as_ref()).ok());
-            links.push(Link {
+            Ok(Some(Link {
                 index: u32::try_from(*info.ifi_index()).unwrap_or(0),
                 name,
                 mac,
                 up: info.ifi_flags().contains(Iff::UP),
                 lower_up: info.ifi_flags().contains(Iff::LOWERUP),
-            });
-        }
-        Ok(links)
+            }))
+        })
     }
 
     fn addresses(&self) -> Result<Vec<HostAddr>, HostError> {
@@ -148,25 +134,7 @@ impl Host for Kernel {
             .ifa_index(0)
             .build()
             .map_err(|e| build_error(op, e))?;
-        let replies = self
-            .rtnl
-            .send::<Rtm, Ifaddrmsg, Rtm, Ifaddrmsg>(
-                Rtm::Getaddr,
-                NlmF::DUMP,
-                NlPayload::Payload(msg),
-            )
-            .map_err(|e| router_error(op, &e))?;
-        let mut addrs = Vec::new();
-        for reply in replies {
-            let reply = reply.map_err(|e| router_error(op, &e))?;
-            let Some(msg) = reply.get_payload() else {
-                continue;
-            };
-            if let Some(addr) = parse_addr(msg) {
-                addrs.push(addr);
-            }
-        }
-        Ok(addrs)
+        self.request(op, Rtm::Getaddr, NlmF::DUMP, msg, |m| Ok(parse_addr(m)))
     }
 
     fn add_address(&self, link: &Link, cidr: Cidr, label: Option<&str>) -> Result<(), HostError> {
@@ -190,19 +158,14 @@ impl Host for Kernel {
             attrs.push(rtattr(Ifa::Label, bytes).map_err(|e| build_error(&op, e))?);
         }
         let msg = ifaddrmsg(link, cidr, attrs).map_err(|e| build_error(&op, e))?;
-        self.change(
-            &op,
-            Rtm::Newaddr,
-            NlmF::CREATE | NlmF::EXCL,
-            ChangePayload::Addr(msg),
-        )
+        self.change(&op, Rtm::Newaddr, NlmF::CREATE | NlmF::EXCL, msg)
     }
 
     fn del_address(&self, link: &Link, cidr: Cidr) -> Result<(), HostError> {
         let op = format!("removing {cidr} from {}", link.name);
         let attrs = address_attrs(cidr).map_err(|e| build_error(&op, e))?;
         let msg = ifaddrmsg(link, cidr, attrs).map_err(|e| build_error(&op, e))?;
-        self.change(&op, Rtm::Deladdr, NlmF::empty(), ChangePayload::Addr(msg))
+        self.change(&op, Rtm::Deladdr, NlmF::empty(), msg)
     }
 
     fn set_link_up(&self, link: &Link, up: bool) -> Result<(), HostError> {
@@ -214,7 +177,7 @@ impl Host for Kernel {
             .ifi_change(Iff::UP)
             .build()
             .map_err(|e| build_error(&op, e))?;
-        self.change(&op, Rtm::Setlink, NlmF::empty(), ChangePayload::Link(msg))
+        self.change(&op, Rtm::Setlink, NlmF::empty(), msg)
     }
 
     fn read_sysctl(&self, key: &str) -> Result<String, HostError> {
