@@ -3,7 +3,11 @@
 //! switches at run time or scripts response by response, a TCP banner
 //! server, a UDP echo and a one-record DNS server. Each logs when it
 //! answered, so a test can place checkd's transitions between two answers.
+//! For traffic tests: an HTTP server that answers with its name, and a
+//! client that counts which server answered ([`named_http_server`],
+//! [`http_spread`]).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -279,4 +283,50 @@ fn dns_reply(query: &[u8], answer: Ipv4Addr) -> Option<Vec<u8>> {
     reply.extend_from_slice(&4u16.to_be_bytes());
     reply.extend_from_slice(&answer.octets());
     Some(reply)
+}
+
+/// Serves HTTP on `port` in `ns` until the namespace goes, answering every
+/// request with `name` as the body.
+pub fn named_http_server(ns: &Netns, port: u16, name: &'static str) {
+    let listener = ns
+        .enter(move || TcpListener::bind(("0.0.0.0", port)))
+        .expect("entering the namespace")
+        .unwrap_or_else(|e| panic!("binding port {port}: {e}"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let body = name.as_bytes();
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+}
+
+/// Makes `n` HTTP requests from `client` to `vip`, each on a new
+/// connection; counts the answers by body (a [`named_http_server`]'s name).
+pub fn http_spread(client: &Netns, vip: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+    client
+        .enter(move || {
+            let mut counts = BTreeMap::new();
+            for i in 0..n {
+                let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("request {i} to {vip}: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("a read timeout");
+                let mut response = String::new();
+                let sent = write!(s, "GET / HTTP/1.0\r\nHost: vip\r\n\r\n");
+                if let Err(e) = sent.and_then(|()| s.read_to_string(&mut response).map(drop)) {
+                    panic!("request {i} to {vip}: {e}");
+                }
+                let body = response.rsplit("\r\n\r\n").next().unwrap_or("").to_owned();
+                *counts.entry(body).or_insert(0) += 1;
+            }
+            counts
+        })
+        .expect("entering the namespace")
 }

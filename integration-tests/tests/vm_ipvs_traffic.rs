@@ -10,60 +10,18 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tandem_integration_tests::guest::run_in_vm;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
+use tandem_integration_tests::servers::{http_spread, named_http_server};
 use tandem_ipvsd::backend::KernelBackend;
 use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
 use tandem_ipvsd::reconcile::reconcile;
 use tandem_ipvsd::table::{ServiceSpec, Table};
 
 const VM_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Serves HTTP on `port` in `ns` forever (the namespace's deletion ends it),
-/// answering every request with `name`.
-fn http_server(ns: &Netns, port: u16, name: &'static str) {
-    let listener = ns
-        .enter(move || TcpListener::bind(("0.0.0.0", port)))
-        .unwrap()
-        .unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf);
-            let body = name.as_bytes();
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(body);
-        }
-    });
-}
-
-/// Makes `n` HTTP requests from `client` to `vip`; counts answers per real.
-fn spread(client: &Netns, vip: SocketAddr, n: usize) -> BTreeMap<String, usize> {
-    client
-        .enter(move || {
-            let mut counts = BTreeMap::new();
-            for _ in 0..n {
-                let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                write!(s, "GET / HTTP/1.0\r\nHost: vip\r\n\r\n").unwrap();
-                let mut response = String::new();
-                s.read_to_string(&mut response).unwrap();
-                let body = response.rsplit("\r\n\r\n").next().unwrap().to_owned();
-                *counts.entry(body).or_insert(0) += 1;
-            }
-            counts
-        })
-        .unwrap()
-}
 
 fn service(vip: IpAddr, scheduler: &str) -> Service {
     Service {
@@ -165,7 +123,7 @@ fn direct_routing_spreads_exactly_by_scheduler_and_weight() {
                         .unwrap();
                     sysctl(&h.ns, "net.ipv4.conf.all.arp_ignore=1");
                     sysctl(&h.ns, "net.ipv4.conf.all.arp_announce=2");
-                    http_server(&h.ns, 80, name);
+                    named_http_server(&h.ns, 80, name);
                     h
                 })
                 .collect();
@@ -181,18 +139,18 @@ fn direct_routing_spreads_exactly_by_scheduler_and_weight() {
 
             program(&director.ns, one_service(vip, "rr", &route(&[1, 1, 1])));
             assert_eq!(
-                spread(&client.ns, vip_port, 30),
+                http_spread(&client.ns, vip_port, 30),
                 counts(&[("real-1", 10), ("real-2", 10), ("real-3", 10)])
             );
 
             program(&director.ns, one_service(vip, "wrr", &route(&[3, 2, 1])));
             assert_eq!(
-                spread(&client.ns, vip_port, 60),
+                http_spread(&client.ns, vip_port, 60),
                 counts(&[("real-1", 30), ("real-2", 20), ("real-3", 10)])
             );
 
             program(&director.ns, one_service(vip, "wrr", &route(&[1, 1, 0])));
-            let after = spread(&client.ns, vip_port, 30);
+            let after = http_spread(&client.ns, vip_port, 30);
             assert_eq!(
                 after.get("real-3"),
                 None,
@@ -230,7 +188,7 @@ fn nat_spreads_exactly_and_translates_the_port() {
                         .unwrap();
                     h.ns.ip(&["route", "add", "default", "via", "198.51.100.1"])
                         .unwrap();
-                    http_server(&h.ns, 8080, name);
+                    named_http_server(&h.ns, 8080, name);
                     h
                 })
                 .collect();
@@ -241,7 +199,7 @@ fn nat_spreads_exactly_and_translates_the_port() {
                 .collect();
             program(&director.ns, one_service(vip, "rr", &nat));
             assert_eq!(
-                spread(&client.ns, SocketAddr::new(vip, 80), 30),
+                http_spread(&client.ns, SocketAddr::new(vip, 80), 30),
                 counts(&[("real-1", 10), ("real-2", 10), ("real-3", 10)])
             );
         },

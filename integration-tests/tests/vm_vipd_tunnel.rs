@@ -11,14 +11,14 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
 use tandem_integration_tests::process::Daemon;
+use tandem_integration_tests::servers::{http_spread, named_http_server};
 use tandem_ipvsd::backend::KernelBackend;
 use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
 use tandem_ipvsd::reconcile::reconcile;
@@ -27,44 +27,6 @@ use tandem_proto::resource::v1 as rpb;
 
 const VM_TIMEOUT: Duration = Duration::from_secs(300);
 const VIP: &str = "198.51.100.10";
-
-/// Answers every HTTP request in `ns` on port 80 with `name`.
-fn http_server(ns: &Netns, name: &'static str) {
-    let listener = ns
-        .enter(|| TcpListener::bind(("0.0.0.0", 80)))
-        .unwrap()
-        .unwrap();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut buf = [0u8; 512];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
-                name.len()
-            );
-        }
-    });
-}
-
-fn spread(client: &Netns, n: usize) -> BTreeMap<String, usize> {
-    let vip = SocketAddr::new(VIP.parse().unwrap(), 80);
-    client
-        .enter(move || {
-            let mut counts = BTreeMap::new();
-            for _ in 0..n {
-                let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                write!(s, "GET / HTTP/1.0\r\n\r\n").unwrap();
-                let mut response = String::new();
-                s.read_to_string(&mut response).unwrap();
-                let body = response.rsplit("\r\n\r\n").next().unwrap().to_owned();
-                *counts.entry(body).or_insert(0) += 1;
-            }
-            counts
-        })
-        .unwrap()
-}
 
 /// An rr service on VIP:80 tunnelling (ipip) to `reals`, in `director`'s IPVS.
 fn program(director: &Netns, reals: &[IpAddr]) {
@@ -146,7 +108,7 @@ impl Real {
         set_sysctl(&host.ns, "net.ipv4.conf.all.rp_filter", "1");
         set_sysctl(&host.ns, "net.ipv4.conf.tunl0.rp_filter", "1");
         let before = WATCHED.iter().map(|k| sysctl(&host.ns, k)).collect();
-        http_server(&host.ns, name);
+        named_http_server(&host.ns, 80, name);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("vipd.yaml");
         std::fs::write(
@@ -243,7 +205,8 @@ fn tunnelled_traffic_reaches_reals_whose_vipd_holds_the_vip_on_tunl0() {
             let mut expected = BTreeMap::new();
             expected.insert("real-1".to_owned(), 10);
             expected.insert("real-2".to_owned(), 10);
-            assert_eq!(spread(&client.ns, 20), expected);
+            let vip = SocketAddr::new(VIP.parse().unwrap(), 80);
+            assert_eq!(http_spread(&client.ns, vip, 20), expected);
 
             for real in &reals {
                 real.stop();
