@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use tandem_proto::vip::v1 as pb;
 use tandem_proto::vip::v1::vip_server::{Vip, VipServer};
-use tandem_resource::State;
 use tonic::{Request, Response, Status};
 
 use crate::control::{Control, ControlError};
@@ -87,7 +86,7 @@ impl Vip for VipService {
             })?;
             only.push(addr);
         }
-        let (config, state, _) = self.control.view().await.map_err(|e| unavailable(&e))?;
+        let (config, _) = self.control.settings().await;
         if let Some(unknown) = only
             .iter()
             .find(|a| !config.addresses.iter().any(|v| v.address.addr == **a))
@@ -96,17 +95,9 @@ impl Vip for VipService {
                 "{unknown} is not a director VIP in vipd's config"
             )));
         }
-        let not_active = || {
-            Status::failed_precondition(format!(
-                "vipd is {state}, not ACTIVE: announcing an address this host does not serve would steal its traffic"
-            ))
-        };
-        if state != State::Active {
-            return Err(not_active());
-        }
         match self.control.announce_now(only).await {
-            Ok(Some(frames)) => Ok(Response::new(pb::AnnounceResponse { frames })),
-            Ok(None) => Err(not_active()),
+            Ok(frames) => Ok(Response::new(pb::AnnounceResponse { frames })),
+            Err(e @ ControlError::NotActive(_)) => Err(Status::failed_precondition(e.to_string())),
             Err(e) => Err(unavailable(&e)),
         }
     }

@@ -181,19 +181,6 @@ fn preflight(
         }
         links.push(link.clone());
     }
-    for name in &layout.links_up {
-        if snapshot.link(name).is_none() {
-            return Err(ApplyError::MissingInterface {
-                cidr: layout
-                    .addresses
-                    .iter()
-                    .find(|w| &w.interface == name)
-                    .map_or(Cidr::host(IpAddr::from([0, 0, 0, 0])), |w| w.cidr),
-                interface: name.clone(),
-                hint: " (load the tunnel module)",
-            });
-        }
-    }
     for (key, _) in &layout.sysctls {
         host.read_sysctl(key).map_err(|source| ApplyError::Host {
             source,

@@ -55,6 +55,11 @@ pub enum ControlError {
     /// Announcing failed (the changes before it were undone).
     #[error("announcing: {0}")]
     Announce(std::io::Error),
+    /// Announcing was asked for while not ACTIVE.
+    #[error(
+        "vipd is {0}, not ACTIVE: announcing an address this host does not serve would steal its traffic"
+    )]
+    NotActive(State),
     /// A blocking task died.
     #[error("a worker thread failed: {0}")]
     Worker(String),
@@ -110,6 +115,12 @@ impl Control {
         .map_err(|e| ControlError::Worker(e.to_string()))
     }
 
+    /// The current config and the state the host matches.
+    pub async fn settings(&self) -> (VipdConfig, State) {
+        let guard = self.lock().await;
+        (guard.config.clone(), guard.state)
+    }
+
     /// The current config and the host's links and addresses, read together.
     pub async fn view(&self) -> Result<(VipdConfig, State, Snapshot), ControlError> {
         let guard = self.lock().await;
@@ -121,7 +132,28 @@ impl Control {
     /// announcement round and starts the schedule. On failure the host is
     /// left as it was (and keeps announcing if it was ACTIVE).
     pub async fn enter(&self, to: State) -> Result<(), ControlError> {
+        let guard = self.lock().await;
+        self.change(guard, to, None).await
+    }
+
+    /// Replaces the config and makes the host match it in the current
+    /// state; on failure the old config stays and the host is unchanged.
+    pub async fn reload(&self, config: VipdConfig) -> Result<(), ControlError> {
         let mut guard = self.lock().await;
+        let old = std::mem::replace(&mut guard.config, config);
+        let state = guard.state;
+        self.change(guard, state, Some(old)).await
+    }
+
+    /// Makes the host match `to` under the guarded config. On failure,
+    /// `old_config` (a reload's) is put back and an ACTIVE host goes on
+    /// announcing.
+    async fn change(
+        &self,
+        mut guard: Guard,
+        to: State,
+        old_config: Option<VipdConfig>,
+    ) -> Result<(), ControlError> {
         if let Some(stop) = guard.schedule.take() {
             stop.cancel();
         }
@@ -138,33 +170,9 @@ impl Control {
                 Ok(())
             }
             Err(e) => {
-                self.resume_schedule(guard).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Replaces the config and makes the host match it in the current
-    /// state; on failure the old config stays and the host is unchanged.
-    pub async fn reload(&self, config: VipdConfig) -> Result<(), ControlError> {
-        let mut guard = self.lock().await;
-        if let Some(stop) = guard.schedule.take() {
-            stop.cancel();
-        }
-        let old = std::mem::replace(&mut guard.config, config);
-        let target = layout(&guard.config, guard.state);
-        let (mut guard, result) = self
-            .on_host(guard, move |k, a, g| converge(k, a, g, &target))
-            .await?;
-        match result {
-            Ok(targets) => {
-                if guard.state == State::Active {
-                    guard.schedule = Some(self.spawn_schedule(targets, &guard.config));
+                if let Some(old) = old_config {
+                    guard.config = old;
                 }
-                Ok(())
-            }
-            Err(e) => {
-                guard.config = old;
                 self.resume_schedule(guard).await;
                 Err(e)
             }
@@ -195,11 +203,11 @@ impl Control {
     }
 
     /// Sends one round now for the director VIPs in `only` (all when
-    /// empty). None when not ACTIVE; otherwise the frames sent.
-    pub async fn announce_now(&self, only: Vec<IpAddr>) -> Result<Option<u64>, ControlError> {
+    /// empty); refused unless ACTIVE. Returns the frames sent.
+    pub async fn announce_now(&self, only: Vec<IpAddr>) -> Result<u64, ControlError> {
         let guard = self.lock().await;
         if guard.state != State::Active {
-            return Ok(None);
+            return Err(ControlError::NotActive(guard.state));
         }
         let (_guard, sent) = self
             .on_host(guard, move |k, a, g| {
@@ -211,7 +219,7 @@ impl Control {
                     .map_err(ControlError::Announce)
             })
             .await?;
-        sent.map(Some)
+        sent
     }
 
     /// While ACTIVE: puts back (and announces) a VIP that vanished, and

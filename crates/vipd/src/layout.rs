@@ -118,7 +118,8 @@ pub fn real_server_sysctls(config: &VipdConfig) -> Vec<(String, String)> {
     keys
 }
 
-/// The tunnel links real-server mode needs up.
+/// The tunnel links real-server mode needs up: each holds a real-server
+/// address, so the preflight of the addresses already checks they exist.
 fn tunnel_links(config: &VipdConfig) -> Vec<String> {
     let Some(rs) = &config.real_server else {
         return Vec::new();
