@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tandem_integration_tests::capture::Capture;
 use tandem_integration_tests::netns::{Host, Lan};
-use tandem_integration_tests::process::Daemon;
+use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_proto::resource::v1 as rpb;
 use tokio::time::Instant;
 
@@ -125,17 +125,8 @@ async fn main() {
             vip(i)
         ));
     }
-    let file = dir.path().join("vipd.yaml");
-    std::fs::write(&file, config).unwrap();
-    let socket = dir.path().join("vipd.sock");
-    let args = [
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        socket.to_str().unwrap(),
-    ];
-    let mut vipd = Daemon::start_in(&director.ns, "vipd", &args, &dir.path().join("vipd.log"));
-    vipd.wait_for_socket(&socket);
+    let _vipd = Daemon::start_configured(&director.ns, "vipd", dir.path(), &config);
+    let socket = socket_in(dir.path(), "vipd");
     let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
     let mut client = rpb::resource_client::ResourceClient::new(channel);
     let peer = arping_available();

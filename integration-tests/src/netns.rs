@@ -156,6 +156,27 @@ impl Netns {
         })
     }
 
+    /// Reads sysctl `key` (dotted, e.g. `net.ipv4.ip_forward`) in the namespace.
+    pub fn sysctl(&self, key: &str) -> Result<String, NetnsError> {
+        let path = sysctl_path(key);
+        self.enter(|| std::fs::read_to_string(&path))?
+            .map(|v| v.trim().to_owned())
+            .map_err(|source| NetnsError::Io {
+                what: format!("reading {path}"),
+                source,
+            })
+    }
+
+    /// Writes sysctl `key` (dotted) in the namespace.
+    pub fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetnsError> {
+        let path = sysctl_path(key);
+        self.enter(|| std::fs::write(&path, value))?
+            .map_err(|source| NetnsError::Io {
+                what: format!("writing {value} to {path}"),
+                source,
+            })
+    }
+
     fn kill_processes(&self) {
         let Ok(out) = run("ip", &["netns", "pids", &self.name]) else {
             return;
@@ -175,6 +196,12 @@ impl Drop for Netns {
             eprintln!("netns cleanup: {e}");
         }
     }
+}
+
+/// `net.ipv4.conf.eth0.arp_ignore` -> `/proc/sys/net/ipv4/conf/eth0/arp_ignore`
+/// (/proc/sys/net shows the namespace of the thread that opens it).
+fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
 /// Deletes namespaces left by harness processes that died without cleaning

@@ -27,6 +27,11 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The socket [`Daemon::start_configured`] gives daemon `name` in `dir`.
+pub fn socket_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sock"))
+}
+
 /// A daemon process, killed on drop if still running.
 pub struct Daemon {
     child: Child,
@@ -82,6 +87,27 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name} in {}: {e}", ns.name()));
         Self { child }
+    }
+
+    /// Starts workspace daemon `name` in `ns` with `config` written to
+    /// `dir/<name>.yaml`, serving on [`socket_in`]`(dir, name)` (a stale
+    /// socket from an earlier run is removed) and logging to
+    /// `dir/<name>.log`; returns once the socket accepts connections.
+    pub fn start_configured(
+        ns: &crate::netns::Netns,
+        name: &str,
+        dir: &Path,
+        config: &str,
+    ) -> Self {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, config).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+        let socket = socket_in(dir, name);
+        let _ = std::fs::remove_file(&socket);
+        let (file, listen) = (file.to_string_lossy(), socket.to_string_lossy());
+        let args = ["--config", file.as_ref(), "--listen", listen.as_ref()];
+        let mut process = Self::start_in(ns, name, &args, &dir.join(format!("{name}.log")));
+        process.wait_for_socket(&socket);
+        process
     }
 
     /// The process id.

@@ -55,19 +55,7 @@ impl Director {
 
     /// Starts `daemon` in the director with `config` as its file.
     fn start(&self, daemon: &str, config: &str) -> Daemon {
-        let file = self.path(&format!("{daemon}.yaml"));
-        std::fs::write(&file, config).unwrap();
-        let socket = self.path(&format!("{daemon}.sock"));
-        let args = [
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            socket.to_str().unwrap(),
-        ];
-        let log = self.path(&format!("{daemon}.log"));
-        let mut process = Daemon::start_in(&self.host.ns, daemon, &args, &log);
-        process.wait_for_socket(&socket);
-        process
+        Daemon::start_configured(&self.host.ns, daemon, self.dir.path(), config)
     }
 
     fn start_ipvsd(&mut self, services: &str) {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::capture::Capture;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
-use tandem_integration_tests::process::Daemon;
+use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_proto::resource::v1 as rpb;
 use tandem_proto::vip::v1 as vpb;
 
@@ -56,23 +56,22 @@ impl Node {
 
     /// Starts vipd with `config` (the state file goes in the node's dir).
     fn start(&mut self, config: &str) {
-        let file = self.path("vipd.yaml");
         let config = format!(
             "state_file: {}\nverify_interval: 100ms\n{config}",
             self.path("vipd.state").display()
         );
-        std::fs::write(&file, config).unwrap();
-        let socket = self.path("vipd.sock");
-        let _ = std::fs::remove_file(&socket);
-        let args = [
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            socket.to_str().unwrap(),
-        ];
-        let mut process = Daemon::start_in(self.ns(), "vipd", &args, &self.path("vipd.log"));
-        process.wait_for_socket(&socket);
-        self.vipd = Some(process);
+        self.vipd = Some(Daemon::start_configured(
+            self.ns(),
+            "vipd",
+            self.dir.path(),
+            &config,
+        ));
+    }
+
+    async fn channel(&self) -> tonic::transport::Channel {
+        tandem_daemon::client::connect_unix(&socket_in(self.dir.path(), "vipd"))
+            .await
+            .unwrap()
     }
 
     fn kill(&mut self) {
@@ -89,9 +88,7 @@ impl Node {
     /// Transition; Err carries the refusal's message.
     fn transition(&self, state: rpb::State, epoch: u64) -> Result<rpb::ResourceStatus, String> {
         block_on(async {
-            let channel = tandem_daemon::client::connect_unix(&self.path("vipd.sock"))
-                .await
-                .unwrap();
+            let channel = self.channel().await;
             rpb::resource_client::ResourceClient::new(channel)
                 .transition(rpb::TransitionRequest {
                     target: state.into(),
@@ -111,9 +108,7 @@ impl Node {
 
     fn status(&self) -> rpb::ResourceStatus {
         block_on(async {
-            let channel = tandem_daemon::client::connect_unix(&self.path("vipd.sock"))
-                .await
-                .unwrap();
+            let channel = self.channel().await;
             rpb::resource_client::ResourceClient::new(channel)
                 .get_status(rpb::GetStatusRequest {})
                 .await
@@ -124,9 +119,7 @@ impl Node {
 
     fn addresses(&self) -> Vec<vpb::Address> {
         block_on(async {
-            let channel = tandem_daemon::client::connect_unix(&self.path("vipd.sock"))
-                .await
-                .unwrap();
+            let channel = self.channel().await;
             vpb::vip_client::VipClient::new(channel)
                 .list_addresses(vpb::ListAddressesRequest {})
                 .await
@@ -144,26 +137,6 @@ impl Node {
     fn addrs_on(&self, dev: &str) -> String {
         let out = self.ns().ip(&["addr", "show", "dev", dev]).unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn sysctl(&self, key: &str) -> String {
-        let out = self
-            .ns()
-            .command("sysctl")
-            .args(["-n", key])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn set_sysctl(&self, key: &str, value: &str) {
-        let status = self
-            .ns()
-            .command("sysctl")
-            .args(["-qw", &format!("{key}={value}")])
-            .status()
-            .unwrap();
-        assert!(status.success(), "sysctl {key}={value}");
     }
 }
 
@@ -259,7 +232,10 @@ fn gratuitous_arp_moves_the_client_to_the_new_active_without_it_asking() {
         "{}",
         c.b.addrs_on("lo")
     );
-    assert_eq!(c.b.sysctl("net.ipv4.conf.all.arp_ignore"), "1");
+    assert_eq!(
+        c.b.ns().sysctl("net.ipv4.conf.all.arp_ignore").unwrap(),
+        "1"
+    );
 
     // A takes the VIP: off its lo, onto eth0 with the label.
     c.a.go(rpb::State::Active, 2);
@@ -269,7 +245,7 @@ fn gratuitous_arp_moves_the_client_to_the_new_active_without_it_asking() {
             .contains(&format!("{VIP}/24 scope global secondary eth0:vip"))
     );
     assert_eq!(
-        c.a.sysctl("net.ipv4.conf.all.arp_ignore"),
+        c.a.ns().sysctl("net.ipv4.conf.all.arp_ignore").unwrap(),
         "0",
         "A's real-server sysctls are back"
     );
@@ -396,8 +372,12 @@ fn a_real_server_hides_the_vip_and_gets_its_sysctls_back_even_across_a_restart()
     let client = lan.host("client", "198.51.100.50/24").unwrap();
     // Values the operator had before vipd: not the defaults, so a restore
     // to defaults would be caught.
-    rs.set_sysctl("net.ipv4.conf.eth0.arp_announce", "1");
-    rs.set_sysctl("net.ipv4.conf.all.arp_ignore", "0");
+    rs.ns()
+        .set_sysctl("net.ipv4.conf.eth0.arp_announce", "1")
+        .unwrap();
+    rs.ns()
+        .set_sysctl("net.ipv4.conf.all.arp_ignore", "0")
+        .unwrap();
     let before: Vec<(String, String)> = [
         "net.ipv4.conf.all.arp_ignore",
         "net.ipv4.conf.all.arp_announce",
@@ -405,7 +385,7 @@ fn a_real_server_hides_the_vip_and_gets_its_sysctls_back_even_across_a_restart()
         "net.ipv4.conf.eth0.arp_announce",
     ]
     .iter()
-    .map(|k| ((*k).to_owned(), rs.sysctl(k)))
+    .map(|k| ((*k).to_owned(), rs.ns().sysctl(k).unwrap()))
     .collect();
 
     // Control: without vipd an address on lo IS answered in ARP, so the
@@ -432,8 +412,14 @@ fn a_real_server_hides_the_vip_and_gets_its_sysctls_back_even_across_a_restart()
         || rs.status().state == rpb::State::Standby as i32,
     );
     assert!(rs.addrs_on("lo").contains(&format!("{VIP}/32")));
-    assert_eq!(rs.sysctl("net.ipv4.conf.eth0.arp_ignore"), "1");
-    assert_eq!(rs.sysctl("net.ipv4.conf.eth0.arp_announce"), "2");
+    assert_eq!(
+        rs.ns().sysctl("net.ipv4.conf.eth0.arp_ignore").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        rs.ns().sysctl("net.ipv4.conf.eth0.arp_announce").unwrap(),
+        "2"
+    );
 
     let capture = Capture::start(&client.ns).unwrap();
     for _ in 0..3 {
@@ -473,7 +459,11 @@ fn a_real_server_hides_the_vip_and_gets_its_sysctls_back_even_across_a_restart()
     rs.go(rpb::State::Stopped, 2);
     assert!(!rs.addrs_on("lo").contains(VIP), "{}", rs.addrs_on("lo"));
     for (key, value) in &before {
-        assert_eq!(&rs.sysctl(key), value, "{key} is back to its old value");
+        assert_eq!(
+            &rs.ns().sysctl(key).unwrap(),
+            value,
+            "{key} is back to its old value"
+        );
     }
     assert!(!rs.path("vipd.state").exists(), "nothing left to put back");
 }
@@ -488,14 +478,14 @@ fn bad_host_input_is_refused_by_name_and_changes_nothing() {
     node.start(&format!(
         "addresses:\n  - address: {VIP}/24\n    interface: eth0\n  - address: 198.51.100.20/24\n    interface: eth9\nip_forward: true\n"
     ));
-    let forward = node.sysctl("net.ipv4.ip_forward");
+    let forward = node.ns().sysctl("net.ipv4.ip_forward").unwrap();
     let e = node.transition(rpb::State::Active, 1).unwrap_err();
     assert!(
         e.contains("198.51.100.20/24: interface eth9 does not exist"),
         "{e}"
     );
     assert!(!node.addrs_on("eth0").contains(VIP), "nothing half-applied");
-    assert_eq!(node.sysctl("net.ipv4.ip_forward"), forward);
+    assert_eq!(node.ns().sysctl("net.ipv4.ip_forward").unwrap(), forward);
     assert_eq!(node.status().state, rpb::State::Stopped as i32);
     node.kill();
 

@@ -83,19 +83,6 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
-fn sysctl(ns: &Netns, setting: &str) {
-    let out = ns
-        .command("sysctl")
-        .args(["-qw", setting])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sysctl {setting}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn direct_routing_spreads_exactly_by_scheduler_and_weight() {
     run_in_vm(
@@ -121,8 +108,10 @@ fn direct_routing_spreads_exactly_by_scheduler_and_weight() {
                     // The seed's "ARP hidden", modern form: VIP on lo, never answered for.
                     h.ns.ip(&["addr", "add", "198.51.100.10/32", "dev", "lo"])
                         .unwrap();
-                    sysctl(&h.ns, "net.ipv4.conf.all.arp_ignore=1");
-                    sysctl(&h.ns, "net.ipv4.conf.all.arp_announce=2");
+                    h.ns.set_sysctl("net.ipv4.conf.all.arp_ignore", "1")
+                        .unwrap();
+                    h.ns.set_sysctl("net.ipv4.conf.all.arp_announce", "2")
+                        .unwrap();
                     named_http_server(&h.ns, 80, name);
                     h
                 })
@@ -176,7 +165,7 @@ fn nat_spreads_exactly_and_translates_the_port() {
                 .ns
                 .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])
                 .unwrap();
-            sysctl(&director.ns, "net.ipv4.ip_forward=1");
+            director.ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
             let client = front.host("cli", "203.0.113.2/24").unwrap();
             let names = ["real-1", "real-2", "real-3"];
             let reals: Vec<Host> = names

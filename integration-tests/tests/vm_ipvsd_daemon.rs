@@ -132,13 +132,7 @@ fn nat(label: &str) -> Nat {
         .ns
         .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])
         .unwrap();
-    let forward = director
-        .ns
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()
-        .unwrap();
-    assert!(forward.success());
+    director.ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
     let client = front.host("cli", "203.0.113.2/24").unwrap();
     let mut reals = Vec::new();
     for (i, name) in ["real-1", "real-2"].into_iter().enumerate() {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
-use tandem_integration_tests::process::Daemon;
+use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_integration_tests::servers::{http_spread, named_http_server};
 use tandem_ipvsd::backend::KernelBackend;
 use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
@@ -67,21 +67,6 @@ fn program(director: &Netns, reals: &[IpAddr]) {
         .unwrap();
 }
 
-fn sysctl(ns: &Netns, key: &str) -> String {
-    let out = ns.command("sysctl").args(["-n", key]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn set_sysctl(ns: &Netns, key: &str, value: &str) {
-    let ok = ns
-        .command("sysctl")
-        .args(["-qw", &format!("{key}={value}")])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "sysctl {key}={value}");
-}
-
 const WATCHED: &[&str] = &[
     "net.ipv4.conf.all.rp_filter",
     "net.ipv4.conf.tunl0.rp_filter",
@@ -105,29 +90,20 @@ impl Real {
         // Strict reverse-path filtering: a tunnelled packet from the
         // client arrives on tunl0 but routes back via eth0, so the kernel
         // drops it unless vipd relaxes this.
-        set_sysctl(&host.ns, "net.ipv4.conf.all.rp_filter", "1");
-        set_sysctl(&host.ns, "net.ipv4.conf.tunl0.rp_filter", "1");
-        let before = WATCHED.iter().map(|k| sysctl(&host.ns, k)).collect();
+        host.ns
+            .set_sysctl("net.ipv4.conf.all.rp_filter", "1")
+            .unwrap();
+        host.ns
+            .set_sysctl("net.ipv4.conf.tunl0.rp_filter", "1")
+            .unwrap();
+        let before = WATCHED.iter().map(|k| host.ns.sysctl(k).unwrap()).collect();
         named_http_server(&host.ns, 80, name);
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("vipd.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_file: {}\nreal_server:\n  mode: tun\n  addresses: [{VIP}]\n  arp_interfaces: [eth0]\ninitial_state: standby\n",
-                dir.path().join("vipd.state").display()
-            ),
-        )
-        .unwrap();
-        let socket = dir.path().join("vipd.sock");
-        let args = [
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            socket.to_str().unwrap(),
-        ];
-        let mut vipd = Daemon::start_in(&host.ns, "vipd", &args, &dir.path().join("vipd.log"));
-        vipd.wait_for_socket(&socket);
+        let config = format!(
+            "state_file: {}\nreal_server:\n  mode: tun\n  addresses: [{VIP}]\n  arp_interfaces: [eth0]\ninitial_state: standby\n",
+            dir.path().join("vipd.state").display()
+        );
+        let vipd = Daemon::start_configured(&host.ns, "vipd", dir.path(), &config);
         let real = Self {
             host,
             dir,
@@ -144,7 +120,7 @@ impl Real {
     }
 
     fn status(&self) -> rpb::ResourceStatus {
-        let socket = self.dir.path().join("vipd.sock");
+        let socket = socket_in(self.dir.path(), "vipd");
         block_on(async {
             let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
             rpb::resource_client::ResourceClient::new(channel)
@@ -156,7 +132,7 @@ impl Real {
     }
 
     fn stop(&self) {
-        let socket = self.dir.path().join("vipd.sock");
+        let socket = socket_in(self.dir.path(), "vipd");
         block_on(async {
             let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
             rpb::resource_client::ResourceClient::new(channel)
@@ -197,8 +173,20 @@ fn tunnelled_traffic_reaches_reals_whose_vipd_holds_the_vip_on_tunl0() {
                 let tunl0 = real.tunl0();
                 assert!(tunl0.contains(&format!("{VIP}/32")), "{tunl0}");
                 assert!(tunl0.contains(",UP"), "vipd raised tunl0: {tunl0}");
-                assert_eq!(sysctl(&real.host.ns, "net.ipv4.conf.tunl0.rp_filter"), "0");
-                assert_eq!(sysctl(&real.host.ns, "net.ipv4.conf.eth0.arp_ignore"), "1");
+                assert_eq!(
+                    real.host
+                        .ns
+                        .sysctl("net.ipv4.conf.tunl0.rp_filter")
+                        .unwrap(),
+                    "0"
+                );
+                assert_eq!(
+                    real.host
+                        .ns
+                        .sysctl("net.ipv4.conf.eth0.arp_ignore")
+                        .unwrap(),
+                    "1"
+                );
             }
             let addrs: Vec<IpAddr> = reals.iter().map(|r| IpAddr::V4(r.host.addr)).collect();
             program(&director.ns, &addrs);
@@ -213,7 +201,10 @@ fn tunnelled_traffic_reaches_reals_whose_vipd_holds_the_vip_on_tunl0() {
                 let tunl0 = real.tunl0();
                 assert!(!tunl0.contains(VIP), "{tunl0}");
                 assert!(!tunl0.contains(",UP"), "tunl0 down again: {tunl0}");
-                let after: Vec<String> = WATCHED.iter().map(|k| sysctl(&real.host.ns, k)).collect();
+                let after: Vec<String> = WATCHED
+                    .iter()
+                    .map(|k| real.host.ns.sysctl(k).unwrap())
+                    .collect();
                 assert_eq!(after, real.before, "{WATCHED:?}");
             }
         },

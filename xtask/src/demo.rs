@@ -100,10 +100,9 @@ fn show_arp_sysctls(host: &Host) {
         "net.ipv4.conf.all.arp_ignore",
         "net.ipv4.conf.all.arp_announce",
     ] {
-        let out = host.ns.command("sysctl").arg(key).output();
-        match out {
-            Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
-            Err(e) => println!("(sysctl: {e})"),
+        match host.ns.sysctl(key) {
+            Ok(value) => println!("{key} = {value}"),
+            Err(e) => println!("({key}: {e})"),
         }
     }
 }
@@ -294,11 +293,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     let client = lan.host("client", "198.51.100.50/24")?;
     // Only so the client keeps an entry learned from a gratuitous ARP it
     // never asked for, to show it below.
-    client
-        .ns
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.conf.eth0.arp_accept=1"])
-        .status()?;
+    client.ns.set_sysctl("net.ipv4.conf.eth0.arp_accept", "1")?;
     let mode = if director.ns.ip(&["link", "show", "tunl0"]).is_ok() {
         "tun"
     } else {

@@ -14,7 +14,6 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("nftables", "packet loss and partitions in namespace tests"),
     ("socat", "serial pty pairs"),
-    ("procps", "sysctl in namespace tests"),
     ("tcpdump", "captures in namespace tests"),
     (
         "qemu-system-x86",
