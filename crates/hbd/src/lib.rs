@@ -3,22 +3,33 @@
 //! (vipd, ipvsd, checkd, …) through `tandem.resource.v1` in order. It never
 //! touches addresses or the IPVS table itself.
 //!
-//! Today hbd serves only gRPC health and reflection: membership, failover
-//! and the resource group are issue #8.
+//! The parts: the config ([`config`]) and key file ([`keys`]); heartbeats
+//! on the wire ([`wire`]) and in serial frames ([`serial`]); who should own
+//! the group ([`ownership`]) and the steppable membership state machine
+//! ([`membership`]).
+
+pub mod config;
+pub mod keys;
+pub mod membership;
+pub mod ownership;
+pub mod serial;
+pub mod wire;
 
 use prometheus_client::registry::Registry;
 use tandem_daemon::runner::BoxError;
-use tandem_daemon::{BareConfig, Daemon, Services};
+use tandem_daemon::{Daemon, Services};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::HbdConfig;
 
 /// The hbd daemon.
 pub struct Hbd;
 
 impl Daemon for Hbd {
     const NAME: &'static str = "hbd";
-    type Config = BareConfig;
+    type Config = HbdConfig;
 
-    fn build(_config: &BareConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
+    fn build(_config: &HbdConfig, _registry: &mut Registry) -> Result<Self, BoxError> {
         Ok(Self)
     }
 
@@ -26,7 +37,7 @@ impl Daemon for Hbd {
         Services::new()
     }
 
-    async fn reload(&self, _config: BareConfig) -> Result<(), BoxError> {
+    async fn reload(&self, _config: HbdConfig) -> Result<(), BoxError> {
         Ok(())
     }
 }

@@ -1,10 +1,6 @@
 //! Generated Rust for tandem's protobuf contracts, one module per versioned
 //! package under `proto/`. This crate holds generated code and the encoded
 //! descriptor set only: no logic lives here.
-//!
-//! `tandem.hb.v1` is laid out in `proto/` but declares no messages yet, so
-//! prost generates no module for it; it gets its module here when hbd's
-//! issue fills it in.
 
 #![allow(missing_docs, clippy::all, clippy::unwrap_used)]
 
@@ -41,5 +37,13 @@ pub mod vip {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/tandem.vip.v1.rs"));
+    }
+}
+
+/// `tandem.hb.v1`: hbd's membership API and heartbeat wire format.
+pub mod hb {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/tandem.hb.v1.rs"));
     }
 }
