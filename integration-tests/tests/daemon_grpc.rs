@@ -295,14 +295,14 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     listener
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let socket = dir.path().join("hbd.sock");
-    let child = Command::new(binary("hbd"))
+    let socket = dir.path().join("vipd.sock");
+    let child = Command::new(binary("vipd"))
         .args(["--listen", socket.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &notify)
         .env("WATCHDOG_USEC", "200000")
         .spawn()
         .unwrap();
-    let mut hbd = ChildGuard(child);
+    let mut vipd = ChildGuard(child);
 
     let mut heard = Vec::new();
     let mut buf = [0u8; 512];
@@ -315,7 +315,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         "first notification: {heard:?}"
     );
 
-    let pid = rustix::process::Pid::from_raw(i32::try_from(hbd.0.id()).unwrap()).unwrap();
+    let pid = rustix::process::Pid::from_raw(i32::try_from(vipd.0.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     loop {
         let n = listener.recv(&mut buf).expect("STOPPING=1 within 10 s");
@@ -323,7 +323,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
             break;
         }
     }
-    assert_eq!(hbd.0.wait().unwrap().code(), Some(0));
+    assert_eq!(vipd.0.wait().unwrap().code(), Some(0));
 }
 
 /// Kills the child on drop, so a failed assertion leaves nothing running.

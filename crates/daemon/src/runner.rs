@@ -42,6 +42,11 @@ pub trait Daemon: Sized + Send + Sync + 'static {
     fn services(&self, shutdown: &CancellationToken) -> Services;
     /// Applies a new, already validated config (SIGHUP).
     fn reload(&self, config: Self::Config) -> impl Future<Output = Result<(), BoxError>> + Send;
+    /// Last work before the process exits, after the gRPC servers have
+    /// drained (hbd hands its group over here). The default does nothing.
+    fn stop(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// A config resolved from file and flags, validated, with its TLS files read.
@@ -322,6 +327,7 @@ pub async fn run<D: Daemon>(
         );
         servers.abort_all();
     }
+    daemon.stop().await;
     if let Err(e) = std::fs::remove_file(&socket_path) {
         tracing::debug!(error = %e, "removing the socket");
     }

@@ -391,10 +391,11 @@ impl DaemonConfig for HbdConfig {
                 ));
             }
         }
-        if self.failure_hold < self.timers.deadtime {
+        if self.failure_hold < self.timers.keepalive * 2 {
             return Err(invalid(
                 "failure_hold",
-                "must be at least timers.deadtime, or a failing node retries before its peer can take over".into(),
+                "must be at least two keepalives, so the peer hears of the failure before a retry"
+                    .into(),
             ));
         }
         Ok(())
@@ -402,6 +403,32 @@ impl DaemonConfig for HbdConfig {
 }
 
 impl HbdConfig {
+    /// The fields that differ from `other` and need a restart to change
+    /// (everything but the key file's contents and the `daemon` section,
+    /// which the plumbing reports itself).
+    pub fn restart_fields(&self, other: &Self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check("cluster", self.cluster != other.cluster);
+        check("node", self.node != other.node);
+        check("nodes", self.nodes != other.nodes);
+        check("key_file", self.key_file != other.key_file);
+        check("timers", self.timers != other.timers);
+        check("links", self.links != other.links);
+        check("auto_failback", self.auto_failback != other.auto_failback);
+        check("preferred", self.preferred != other.preferred);
+        check("ping", self.ping != other.ping);
+        check("fence", self.fence != other.fence);
+        check("notify", self.notify != other.notify);
+        check("resources", self.resources != other.resources);
+        check("failure_hold", self.failure_hold != other.failure_hold);
+        changed
+    }
+
     /// This node's priority.
     pub fn own_priority(&self) -> u32 {
         self.nodes

@@ -252,6 +252,12 @@ impl Membership {
         self.epoch
     }
 
+    /// Raises the highest epoch seen to at least `epoch` (what the
+    /// resources accepted before this start).
+    pub fn observe_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// Whether a group change is running.
     pub fn busy(&self) -> bool {
         self.busy
