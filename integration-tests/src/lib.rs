@@ -1,7 +1,8 @@
 //! Harness for tandem's test tiers that need more than a unit test: network
 //! namespace topologies on the host kernel (tier 2, [`netns`]), the
 //! workspace's binaries as real processes ([`process`]), real servers for
-//! probe tests ([`servers`]), frame capture in a namespace ([`capture`]),
+//! probe tests ([`servers`]), frame capture in a namespace ([`capture`]), a serial line of two ptys
+//! ([`serial_line`]),
 //! and a qemu VM running a Debian kernel with IPVS (tier 3, [`vm`]).
 //! Everything it builds is torn down on drop, panics included. It never
 //! touches the host's own links.
@@ -11,6 +12,7 @@ pub mod guest;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod serial_line;
 pub mod servers;
 pub mod vm;
 
