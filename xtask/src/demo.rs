@@ -1,17 +1,18 @@
-//! `cargo xtask demo`: the seed's resource group, driven through the
+//! `cargo xtask demo`: the seed's cluster — two directors whose hbd
+//! decide which one serves, each driving its resource group through the
 //! resource-ordering contract.
 //!
 //! The seed's `haresources` line — `IPaddr::VIP ipvsadm ldirectord` — is
-//! tandem's group vipd → ipvsd → checkd. This demo starts the three real
-//! daemons on private sockets (ipvsd with the seed's cluster,
-//! `deploy/config/ipvsd.yaml`; vipd in a director namespace on a bridge
-//! with a client namespace) and walks the group the way hbd will: up in
-//! order, down in reverse, a stale epoch refused. vipd puts the VIP on the
-//! director's eth0 and the client learns it from the gratuitous ARP, and in
-//! STANDBY hides it on lo as the seed's real-server scripts did;
-//! `ipvsadm -Ln` shows the kernel table ipvsd programs, and checkd probes
-//! the seed's real servers (HTTP servers the demo runs) and takes one out
-//! when it stops serving.
+//! tandem's group vipd → ipvsd → checkd. The demo puts two director
+//! namespaces ("loadbalancer" and "backup", as in the seed's `ha.cf`) and a
+//! client on a bridge. Each director runs hbd and vipd; hbd hears its peer
+//! over UDP and over a serial line (two ptys); the loadbalancer's group also
+//! has ipvsd (the seed's cluster, `deploy/config/ipvsd.yaml`) and checkd,
+//! which probes the seed's real servers (HTTP servers the demo runs). The
+//! demo shows the group coming up in order, the VIP announced to the client,
+//! `ipvsadm -Ln`, a real going down and back, a drain, `hb standby` and
+//! `hb takeover` moving the VIP between directors, a director losing power
+//! and the backup taking over within deadtime, and a stale epoch refused.
 //! It needs kernel IPVS: on a host without it
 //! (like the build machines) it boots the test VM and runs there.
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tandem_integration_tests::netns::{Host, Lan};
+use tandem_integration_tests::serial_line::SerialLine;
 use tandem_integration_tests::servers::HttpServer;
 
 use crate::system;
@@ -50,7 +52,7 @@ fn bin(dir: &Path, name: &str) -> PathBuf {
 /// Set in the guest: the directory holding the staged binaries and config.
 const DEMO_DIR: &str = "TANDEM_DEMO_DIR";
 /// The binaries the demo runs.
-const BINARIES: &[&str] = &["vipd", "ipvsd", "checkd", "tandemctl"];
+const BINARIES: &[&str] = &["hbd", "vipd", "ipvsd", "checkd", "tandemctl"];
 
 fn socket(dir: &Path, daemon: &str) -> PathBuf {
     dir.join(format!("{daemon}.sock"))
@@ -200,6 +202,8 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         "-p",
         "tandem-checkd",
         "-p",
+        "tandem-hbd",
+        "-p",
         "tandemctl",
     ];
     system::run(Command::new("cargo").current_dir(&root).args(build))?;
@@ -266,10 +270,126 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// hbd's config for director `node`: the seed's cluster with fast timers,
+/// unicast UDP to the other director plus the serial line, auto_failback
+/// to the loadbalancer, and `resources` as its group.
+fn hbd_config(dir: &Path, node: &str, peer: &str, tty: &Path, resources: &[&str]) -> String {
+    let mut config = format!(
+        "cluster: lvs\nnode: {node}\nnodes:\n  - name: loadbalancer\n    priority: 100\n  - name: backup\n    priority: 90\n\
+         key_file: {keys}\n\
+         timers:\n  keepalive: 100ms\n  warntime: 300ms\n  deadtime: 500ms\n  initdead: 3s\n\
+         links:\n  udp_port: 694\n  ucast:\n    - interface: eth0\n      peer: {peer}\n  serial:\n    - device: {tty}\n      baud: 115200\n\
+         auto_failback: true\npreferred: loadbalancer\nresources:\n",
+        keys = dir.join("hbd.keys").display(),
+        tty = tty.display(),
+    );
+    for name in resources {
+        config.push_str(&format!(
+            "  - name: {name}\n    socket: {}\n    timeout: 5s\n",
+            socket(dir, name).display()
+        ));
+    }
+    config
+}
+
+/// Writes the shared key file (mode 0600, a fresh random secret) into
+/// both directors' directories.
+fn write_keys(dirs: &[&Path]) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut secret = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    for dir in dirs {
+        let path = dir.join("hbd.keys");
+        std::fs::write(&path, format!("auth 1\n1 sha256 {hex}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Starts `daemon` from `bins` in `host`'s namespace (or here), serving
+/// on its socket in `dir`, logging to `dir/<daemon>.log`.
+fn spawn(
+    running: &mut Running,
+    bins: &Path,
+    host: Option<&Host>,
+    dir: &Path,
+    daemon: &str,
+    args: &[&str],
+) -> anyhow::Result<()> {
+    let sock = socket(dir, daemon);
+    let program = bin(bins, daemon);
+    let mut cmd = match host {
+        Some(host) => host.ns.command(&program.to_string_lossy()),
+        None => Command::new(program),
+    };
+    let log = std::fs::File::create(dir.join(format!("{daemon}.log")))?;
+    let child = cmd
+        .arg("--listen")
+        .arg(&sock)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {daemon}"))?;
+    running.children.push((
+        format!("{daemon} ({})", host.map_or("host", |h| h.ns.name())),
+        child,
+    ));
+    wait_for(&sock)
+}
+
+/// Polls `tandemctl hb status` at `dir` until `done` holds of it (15 s).
+fn wait_hb(bins: &Path, dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    for _ in 0..150 {
+        let out = Command::new(bin(bins, "tandemctl"))
+            .arg("--socket")
+            .arg(socket(dir, "hbd"))
+            .args(["hb", "status"])
+            .output()
+            .context("running tandemctl")?;
+        if out.status.success() && done(&String::from_utf8_lossy(&out.stdout)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("hbd: {what} not within 15 s")
+}
+
+/// True when `status` (tandemctl hb status) shows `node` ACTIVE and every
+/// resource of the group ACTIVE.
+fn serving(status: &str, node: &str) -> bool {
+    let node_active = status
+        .lines()
+        .any(|l| l.starts_with(node) && l.contains(" ACTIVE "));
+    let resources: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("RESOURCE"))
+        .skip(1)
+        .collect();
+    node_active && !resources.is_empty() && resources.iter().all(|l| l.contains(" ACTIVE"))
+}
+
+/// The last takeover timeline hbd logged in `dir`.
+fn last_timeline(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("hbd.log")).unwrap_or_default();
+    log.lines()
+        .rev()
+        .find(|l| l.contains("group ACTIVE"))
+        .and_then(|l| l.split("timeline=").nth(1))
+        .unwrap_or("(not logged)")
+        .to_owned()
+}
+
 /// The walk itself, with the binaries and config in `bins`.
 fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     let dir = std::env::temp_dir().join(format!("tandem-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let lb_dir = dir.clone();
+    let backup_dir = dir.join("backup");
+    std::fs::create_dir_all(&backup_dir)?;
     let mut running = Running {
         children: Vec::new(),
         dir: dir.clone(),
@@ -286,105 +406,137 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     let mut servers = real_servers()?;
 
     step(
-        "the seed's LAN: a director namespace (eth0 198.51.100.11) and a client (198.51.100.50) on a bridge",
+        "the seed's LAN: directors loadbalancer (198.51.100.11) and backup (.12), a client (.50), on a bridge",
     );
     let lan = Lan::new("demo")?;
-    let director = lan.host("dir", "198.51.100.11/24")?;
+    let lb = lan.host("lb", "198.51.100.11/24")?;
+    let backup = lan.host("backup", "198.51.100.12/24")?;
     let client = lan.host("client", "198.51.100.50/24")?;
     // Only so the client keeps an entry learned from a gratuitous ARP it
     // never asked for, to show it below.
     client.ns.set_sysctl("net.ipv4.conf.eth0.arp_accept", "1")?;
-    let mode = if director.ns.ip(&["link", "show", "tunl0"]).is_ok() {
+    let mode = if lb.ns.ip(&["link", "show", "tunl0"]).is_ok() {
         "tun"
     } else {
         "dr"
     };
-    std::fs::write(dir.join("vipd.yaml"), vipd_config(&dir, mode))?;
+    for d in [&lb_dir, &backup_dir] {
+        std::fs::write(d.join("vipd.yaml"), vipd_config(d, mode))?;
+    }
     println!(
-        "director: {}, client: {}",
-        director.ns.name(),
+        "loadbalancer: {}, backup: {}, client: {}",
+        lb.ns.name(),
+        backup.ns.name(),
         client.ns.name()
     );
 
-    step("start the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
-    for daemon in GROUP {
-        let sock = socket(&dir, daemon);
-        let mut cmd = if *daemon == "vipd" {
-            director.ns.command(&bin(bins, daemon).to_string_lossy())
-        } else {
-            Command::new(bin(bins, daemon))
-        };
-        cmd.arg("--listen").arg(&sock);
-        if *daemon == "vipd" {
-            cmd.arg("--config").arg(dir.join("vipd.yaml"));
-            println!(
-                "$ ip netns exec dir vipd --listen {} --config vipd.yaml   # VIP 198.51.100.10/24 on eth0, real server ({mode}) while STANDBY",
-                sock.display()
-            );
-        } else if *daemon == "ipvsd" {
-            cmd.arg("--config").arg(dir.join("ipvsd.yaml"));
-            println!(
-                "$ ipvsd --listen {} --config ipvsd.yaml   # the seed's cluster",
-                sock.display()
-            );
-        } else if *daemon == "checkd" {
-            let ipvsd = socket(&dir, "ipvsd");
-            cmd.arg("--ipvsd-socket").arg(&ipvsd);
-            println!(
-                "$ checkd --listen {} --ipvsd-socket {}",
-                sock.display(),
-                ipvsd.display()
-            );
-        } else {
-            println!("$ {daemon} --listen {}", sock.display());
-        }
-        let child = cmd
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {daemon}"))?;
-        running.children.push(((*daemon).to_owned(), child));
-        wait_for(&sock)?;
-        ctl(bins, &dir, daemon, &["health"])?;
-    }
+    step("the resource daemons (the seed's haresources: IPaddr ipvsadm ldirectord)");
+    let vipd_yaml = |d: &Path| d.join("vipd.yaml").to_string_lossy().into_owned();
+    println!(
+        "$ ip netns exec lb vipd --config vipd.yaml   # VIP 198.51.100.10/24 on eth0:vip when ACTIVE, real server ({mode}) when STANDBY"
+    );
+    spawn(
+        &mut running,
+        bins,
+        Some(&lb),
+        &lb_dir,
+        "vipd",
+        &["--config", &vipd_yaml(&lb_dir)],
+    )?;
+    println!("$ ipvsd --config ipvsd.yaml   # the seed's cluster");
+    let ipvsd_yaml = dir.join("ipvsd.yaml").to_string_lossy().into_owned();
+    spawn(
+        &mut running,
+        bins,
+        None,
+        &lb_dir,
+        "ipvsd",
+        &["--config", &ipvsd_yaml],
+    )?;
+    println!("$ checkd --ipvsd-socket ipvsd.sock");
+    let ipvsd_sock = socket(&lb_dir, "ipvsd").to_string_lossy().into_owned();
+    spawn(
+        &mut running,
+        bins,
+        None,
+        &lb_dir,
+        "checkd",
+        &["--ipvsd-socket", &ipvsd_sock],
+    )?;
+    println!("$ ip netns exec backup vipd --config vipd.yaml   # the same VIP");
+    spawn(
+        &mut running,
+        bins,
+        Some(&backup),
+        &backup_dir,
+        "vipd",
+        &["--config", &vipd_yaml(&backup_dir)],
+    )?;
+    println!("(this demo has one kernel IPVS table, so the backup's group is its vipd alone)");
 
-    step("this node takes the group at epoch 1: STANDBY, then ACTIVE, in order");
-    for target in ["standby", "active"] {
-        for daemon in GROUP {
-            if !ctl(bins, &dir, daemon, &["transition", target, "--epoch", "1"])? {
-                bail!("{daemon} refused {target}");
-            }
-        }
+    step("hbd on both directors: heartbeats over UDP and a serial line, HMAC-signed");
+    let line = SerialLine::new().context("making the serial line (two ptys)")?;
+    write_keys(&[&lb_dir, &backup_dir])?;
+    std::fs::write(
+        lb_dir.join("hbd.yaml"),
+        hbd_config(&lb_dir, "loadbalancer", "198.51.100.12", &line.a, GROUP),
+    )?;
+    std::fs::write(
+        backup_dir.join("hbd.yaml"),
+        hbd_config(&backup_dir, "backup", "198.51.100.11", &line.b, &["vipd"]),
+    )?;
+    print!("{}", std::fs::read_to_string(lb_dir.join("hbd.yaml"))?);
+    for (host, d) in [(&lb, &lb_dir), (&backup, &backup_dir)] {
+        let yaml = d.join("hbd.yaml").to_string_lossy().into_owned();
+        println!("$ ip netns exec {} hbd --config {yaml}", host.ns.name());
+        spawn(
+            &mut running,
+            bins,
+            Some(host),
+            d,
+            "hbd",
+            &["--config", &yaml],
+        )?;
     }
+    wait_hb(bins, &lb_dir, "the loadbalancer serving", |s| {
+        serving(s, "loadbalancer")
+    })?;
+    wait_hb(bins, &backup_dir, "the backup hearing it", |s| {
+        s.lines()
+            .any(|l| l.starts_with("loadbalancer") && l.contains(" ACTIVE "))
+    })?;
+    println!("(the loadbalancer's group went STANDBY, then ACTIVE in order: vipd, ipvsd, checkd)");
+    ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
+    ctl(bins, &backup_dir, "hbd", &["hb", "status"])?;
 
     show_table();
 
     step(
-        "vipd: the VIP is on the director's eth0; the client learned it from the gratuitous ARP without asking",
+        "vipd: the VIP is on the loadbalancer's eth0; the client learned it from the gratuitous ARP without asking",
     );
-    ctl(bins, &dir, "vipd", &["vip", "list"])?;
-    show_ip(&director, "dir", &["-br", "addr", "show", "dev", "eth0"]);
+    ctl(bins, &lb_dir, "vipd", &["vip", "list"])?;
+    show_ip(&lb, "lb", &["-br", "addr", "show", "dev", "eth0"]);
     show_ip(&client, "client", &["neigh", "show", "198.51.100.10"]);
-    show_ip(&director, "dir", &["-br", "link", "show", "dev", "eth0"]);
+    show_ip(&lb, "lb", &["-br", "link", "show", "dev", "eth0"]);
 
     step("checkd probes every real (a TCP connect each second, up after 2 successes)");
-    wait_checks(bins, &dir, |list| !list.contains("unknown"))?;
-    ctl(bins, &dir, "checkd", &["check", "list"])?;
+    wait_checks(bins, &lb_dir, |list| !list.contains("unknown"))?;
+    ctl(bins, &lb_dir, "checkd", &["check", "list"])?;
 
     step("the table through ipvsd's API: health, drains, effective weights, connections");
-    ctl(bins, &dir, "ipvsd", &["ipvs", "list"])?;
+    ctl(bins, &lb_dir, "ipvsd", &["ipvs", "list"])?;
 
     if let Some(server) = servers.get_mut(FAILING) {
         step("198.51.100.102 stops serving: down after 2 failed probes, weight 0 (quiescent)");
         server.stop();
-        wait_checks(bins, &dir, |list| {
+        wait_checks(bins, &lb_dir, |list| {
             list.lines()
                 .any(|l| l.contains("198.51.100.102:80") && l.contains(" down "))
         })?;
-        ctl(bins, &dir, "checkd", &["check", "list"])?;
+        ctl(bins, &lb_dir, "checkd", &["check", "list"])?;
         show_table();
         *server = HttpServer::start_here(REALS[FAILING].parse()?)?;
-        wait_checks(bins, &dir, |list| !list.contains(" down "))?;
+        wait_checks(bins, &lb_dir, |list| !list.contains(" down "))?;
         println!("(serving again: back up after 2 successful probes)");
         show_table();
     }
@@ -394,7 +546,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     );
     if !ctl(
         bins,
-        &dir,
+        &lb_dir,
         "ipvsd",
         &[
             "ipvs",
@@ -408,76 +560,121 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         bail!("the drain failed");
     }
     show_table();
-    ctl(bins, &dir, "ipvsd", &["ipvs", "undrain", "198.51.100.12"])?;
-
-    step("asking again is a no-op (idempotent)");
     ctl(
         bins,
-        &dir,
-        "vipd",
-        &["transition", "active", "--epoch", "1"],
+        &lb_dir,
+        "ipvsd",
+        &["ipvs", "undrain", "198.51.100.12"],
     )?;
 
-    step("a peer takes over at epoch 2: this node steps down in reverse order");
-    for daemon in GROUP.iter().rev() {
-        ctl(
-            bins,
-            &dir,
-            daemon,
-            &["transition", "standby", "--epoch", "2"],
-        )?;
-    }
+    step("hb standby on the loadbalancer (hb_standby): the backup takes the group");
+    ctl(bins, &lb_dir, "hbd", &["hb", "standby"])?;
+    wait_hb(bins, &backup_dir, "the backup serving", |s| {
+        serving(s, "backup")
+    })?;
+    ctl(bins, &backup_dir, "hbd", &["hb", "status"])?;
+    println!(
+        "(the client's entry for the VIP now holds the backup's MAC: it moved without the client asking)"
+    );
+    show_ip(&client, "client", &["neigh", "show", "198.51.100.10"]);
+    show_ip(&backup, "backup", &["-br", "link", "show", "dev", "eth0"]);
 
     step(
-        "STANDBY in the seed's dual role: the VIP left eth0 for tunl0 (lo without ipip), hidden from ARP",
+        "STANDBY in the seed's dual role: on the loadbalancer the VIP left eth0 for tunl0 (lo without ipip), hidden from ARP",
     );
-    show_ip(&director, "dir", &["-br", "addr"]);
-    show_arp_sysctls(&director);
+    show_ip(&lb, "lb", &["-br", "addr"]);
+    show_arp_sysctls(&lb);
 
-    step("a stale hbd still at epoch 1 tries to make vipd ACTIVE: refused");
+    step("hb takeover on the loadbalancer (hb_takeover): the group comes back");
+    ctl(bins, &lb_dir, "hbd", &["hb", "takeover"])?;
+    wait_hb(bins, &lb_dir, "the loadbalancer serving again", |s| {
+        serving(s, "loadbalancer")
+    })?;
+    ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
+
+    step(
+        "the loadbalancer loses power (its hbd and vipd killed, eth0 down): the backup takes over",
+    );
+    for (name, child) in &mut running.children {
+        if (name.starts_with("hbd (") || name.starts_with("vipd (")) && name.contains(lb.ns.name())
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    lb.ns.ip(&["link", "set", "eth0", "down"])?;
+    wait_hb(bins, &backup_dir, "the backup serving", |s| {
+        serving(s, "backup")
+    })?;
+    println!(
+        "timeline (backup's hbd log): {}",
+        last_timeline(&backup_dir)
+    );
+    ctl(bins, &backup_dir, "hbd", &["hb", "status"])?;
+    show_ip(&client, "client", &["neigh", "show", "198.51.100.10"]);
+
+    step("a stale hbd still at epoch 1 tries to make the backup's vipd STANDBY: refused");
     if ctl(
         bins,
-        &dir,
+        &backup_dir,
         "vipd",
-        &["transition", "active", "--epoch", "1"],
+        &["transition", "standby", "--epoch", "1"],
     )? {
         bail!("vipd accepted a stale epoch");
     }
 
-    step("status of the group");
-    for daemon in GROUP {
-        ctl(bins, &dir, daemon, &["status"])?;
+    step("stop: SIGTERM to the backup's hbd hands its group back to STANDBY");
+    let mut stopped = Vec::new();
+    for (name, child) in &mut running.children {
+        if name.starts_with("hbd (") && name.contains(backup.ns.name()) {
+            system::run(
+                Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string()),
+            )?;
+            println!("{name} exited: {}", child.wait()?);
+            stopped.push(name.clone());
+        }
     }
-
-    step("stop: reverse order, then SIGTERM");
-    for daemon in GROUP.iter().rev() {
+    running.children.retain(|(name, _)| !stopped.contains(name));
+    ctl(bins, &backup_dir, "vipd", &["status"])?;
+    println!("(an operator stopping resources by hand uses a fresh, higher epoch)");
+    ctl(
+        bins,
+        &backup_dir,
+        "vipd",
+        &["transition", "stopped", "--epoch", "100"],
+    )?;
+    for daemon in GROUP.iter().rev().filter(|d| **d != "vipd") {
         ctl(
             bins,
-            &dir,
+            &lb_dir,
             daemon,
-            &["transition", "stopped", "--epoch", "2"],
+            &["transition", "stopped", "--epoch", "100"],
         )?;
     }
     show_table();
-    println!("(vipd put back everything it changed: no VIP, ARP sysctls as before)");
-    show_ip(&director, "dir", &["-br", "addr"]);
-    show_arp_sysctls(&director);
+    println!("(the backup's vipd put back everything it changed: no VIP, ARP sysctls as before)");
+    show_ip(&backup, "backup", &["-br", "addr"]);
+    show_arp_sysctls(&backup);
     for (name, child) in &mut running.children {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            continue;
+        }
         system::run(
             Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string()),
         )?;
-        let status = child.wait()?;
-        println!("{name} exited: {status}");
+        println!("{name} exited: {}", child.wait()?);
     }
     running.children.clear();
 
     drop(servers);
+    drop(line);
     println!(
-        "\nvipd placed and announced the VIP, ipvsd programmed the kernel table above and checkd \
-         probed its reals. Not built yet: heartbeats and failover between two directors (hbd, \
-         issue 8); this demo plays hbd's part by hand."
+        "\nhbd decided which director serves and drove each group in order; vipd placed and \
+         announced the VIP, ipvsd programmed the kernel table above and checkd probed its reals."
     );
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 //! It only talks gRPC; it never changes the host itself.
 
 mod check;
+mod hb;
 mod ipvs;
 mod resource;
 mod target;
@@ -49,6 +50,11 @@ enum Command {
     Check {
         #[command(subcommand)]
         command: check::CheckCommand,
+    },
+    /// hbd's cluster view, standby and takeover (the daemon defaults to hbd).
+    Hb {
+        #[command(subcommand)]
+        command: hb::HbCommand,
     },
     /// vipd's addresses (the daemon defaults to vipd).
     Vip {
@@ -101,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ipvs { command } => ipvs::run(channel, command).await,
         Command::Check { command } => check::run(channel, command).await,
         Command::Vip { command } => vip::run(channel, command).await,
+        Command::Hb { command } => hb::run(channel, command).await,
         Command::Status => resource::status(channel).await,
         Command::Transition { state, epoch } => resource::transition(channel, state, epoch).await,
         Command::Watch { count } => resource::watch(channel, count).await,
