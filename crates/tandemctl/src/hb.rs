@@ -87,8 +87,8 @@ fn render(c: &pb::Cluster) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<6} {:<8} {:>5} {:>5} {:>5} {:>9}  {}",
-        "NODE", "ALIVE", "ROLE", "TERM", "PRIO", "SCORE", "HEARD", "LINKS / NOTES"
+        "{:<16} {:<6} {:<8} {:>5} {:>5} {:>5} {:>9}  LINKS / NOTES",
+        "NODE", "ALIVE", "ROLE", "TERM", "PRIO", "SCORE", "HEARD"
     );
     for n in &c.nodes {
         let heard = match n.last_heard_ms {
@@ -124,7 +124,7 @@ fn render(c: &pb::Cluster) -> String {
         );
     }
     if !c.resources.is_empty() {
-        let _ = writeln!(out, "{:<16} {:<8} {}", "RESOURCE", "STATE", "DETAIL");
+        let _ = writeln!(out, "{:<16} {:<8} DETAIL", "RESOURCE", "STATE");
         for r in &c.resources {
             let _ = writeln!(out, "{:<16} {:<8} {}", r.name, r.state, r.detail);
         }
