@@ -615,3 +615,69 @@ fn a_group_failing_at_step_2_of_3_is_rolled_back_and_given_up() {
     assert_eq!(status.transitions, 3, "{status:?}");
     drop((ipvsd, third));
 }
+
+#[test]
+fn a_failing_fence_blocks_the_takeover_until_it_succeeds_and_notify_hears_every_role() {
+    tandem_integration_tests::require_root();
+    let lan = Lan::new("hbf").unwrap();
+    let scripts = tempfile::tempdir().unwrap();
+    let outcome = scripts.path().join("fence-exit");
+    let fenced = scripts.path().join("fenced");
+    let roles = scripts.path().join("roles");
+    std::fs::write(&outcome, "1").unwrap();
+    let fence = scripts.path().join("fence");
+    std::fs::write(
+        &fence,
+        format!(
+            "#!/bin/sh\necho \"$TANDEM_PEER $TANDEM_EPOCH\" >> {}\nexit $(cat {})\n",
+            fenced.display(),
+            outcome.display()
+        ),
+    )
+    .unwrap();
+    let notify = scripts.path().join("notify");
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\necho \"$TANDEM_NODE $TANDEM_ROLE $TANDEM_EPOCH\" >> {}\n",
+            roles.display()
+        ),
+    )
+    .unwrap();
+    for script in [&fence, &notify] {
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let extra = format!(
+        "fence:\n  command: [{}]\n  timeout: 2s\nnotify:\n  command: [{}]\nfailure_hold: 1s\n",
+        fence.display(),
+        notify.display()
+    );
+    let (mut a, b) = pair(&lan, both_links, &extra);
+    let events = EventLog::start(&b.hbd_socket());
+    a.kill_hbd();
+    let fence_event = events.wait(hb::EventKind::Fence, Duration::from_secs(5));
+    assert!(fence_event.detail.contains("failed"), "{fence_event:?}");
+    events.wait(hb::EventKind::GroupFailed, Duration::from_secs(2));
+    assert!(
+        b.is_standby(),
+        "took over although the fence failed\n{}",
+        b.logs()
+    );
+    assert!(!b.has_vip());
+    // The fence device answers now: after failure_hold b fences a and
+    // takes over.
+    std::fs::write(&outcome, "0").unwrap();
+    b.wait(
+        "ACTIVE once fenced",
+        Duration::from_secs(5),
+        Director::is_active,
+    );
+    let calls = std::fs::read_to_string(&fenced).unwrap();
+    assert!(calls.lines().count() >= 2, "{calls}");
+    assert!(calls.lines().all(|l| l.starts_with("a ")), "{calls}");
+    let notified = std::fs::read_to_string(&roles).unwrap();
+    assert!(
+        notified.lines().any(|l| l.starts_with("b ACTIVE")),
+        "{notified}"
+    );
+}
