@@ -164,13 +164,22 @@ fn real_servers() -> anyhow::Result<Vec<HttpServer>> {
         .collect()
 }
 
-/// Polls `tandemctl check list` until `done` holds of its output (10 s).
-fn wait_checks(bins: &Path, dir: &Path, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    for _ in 0..100 {
+/// Runs `tandemctl --socket <dir>/<daemon>.sock args…` every 100 ms until
+/// `done` holds of its output; fails after `limit_s` seconds naming `what`.
+fn poll_ctl(
+    bins: &Path,
+    dir: &Path,
+    daemon: &str,
+    args: &[&str],
+    what: &str,
+    limit_s: u64,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    for _ in 0..limit_s * 10 {
         let out = Command::new(bin(bins, "tandemctl"))
             .arg("--socket")
-            .arg(socket(dir, "checkd"))
-            .args(["check", "list"])
+            .arg(socket(dir, daemon))
+            .args(args)
             .output()
             .context("running tandemctl")?;
         if out.status.success() && done(&String::from_utf8_lossy(&out.stdout)) {
@@ -178,7 +187,20 @@ fn wait_checks(bins: &Path, dir: &Path, done: impl Fn(&str) -> bool) -> anyhow::
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("checkd did not get there within 10 s")
+    bail!("{daemon}: {what} not within {limit_s} s")
+}
+
+/// Polls `tandemctl check list` until `done` holds of its output (10 s).
+fn wait_checks(bins: &Path, dir: &Path, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    poll_ctl(
+        bins,
+        dir,
+        "checkd",
+        &["check", "list"],
+        "the checks",
+        10,
+        done,
+    )
 }
 
 /// Builds, then walks the group here if this kernel has IPVS, else in the VM.
@@ -344,19 +366,7 @@ fn spawn(
 
 /// Polls `tandemctl hb status` at `dir` until `done` holds of it (15 s).
 fn wait_hb(bins: &Path, dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    for _ in 0..150 {
-        let out = Command::new(bin(bins, "tandemctl"))
-            .arg("--socket")
-            .arg(socket(dir, "hbd"))
-            .args(["hb", "status"])
-            .output()
-            .context("running tandemctl")?;
-        if out.status.success() && done(&String::from_utf8_lossy(&out.stdout)) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("hbd: {what} not within 15 s")
+    poll_ctl(bins, dir, "hbd", &["hb", "status"], what, 15, done)
 }
 
 /// True when `status` (tandemctl hb status) shows `node` ACTIVE and every
