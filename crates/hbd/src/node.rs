@@ -86,9 +86,17 @@ impl Handle {
 enum Done {
     TookOver {
         epoch: u64,
-        result: Result<Vec<(String, Instant)>, TakeoverFailure>,
+        result: Result<TakeoverSteps, TakeoverFailure>,
     },
     Released(Vec<StepError>),
+}
+
+/// What a successful takeover did, in order.
+struct TakeoverSteps {
+    /// The peers fenced.
+    fenced: Vec<String>,
+    /// Each step as a timeline entry ("fenced a", "vipd ACTIVE").
+    timeline: Vec<(String, Instant)>,
 }
 
 enum TakeoverFailure {
@@ -474,7 +482,10 @@ impl Node {
         let done = self.done_tx.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let mut fenced = Vec::new();
+            let mut steps = TakeoverSteps {
+                fenced: Vec::new(),
+                timeline: Vec::new(),
+            };
             for peer in &fence {
                 let Some(spec) = &fence_spec else { break };
                 let env = [
@@ -504,10 +515,19 @@ impl Node {
                         .await;
                     return;
                 }
-                fenced.push((format!("fenced {peer}"), Instant::now()));
+                steps.fenced.push(peer.clone());
+                steps
+                    .timeline
+                    .push((format!("fenced {peer}"), Instant::now()));
             }
             let result = group.activate(epoch).await.map_err(TakeoverFailure::Group);
-            let result = result.map(|steps| fenced.into_iter().chain(steps).collect());
+            let result = result.map(|resources| {
+                let active = resources
+                    .into_iter()
+                    .map(|(name, at)| (format!("{name} ACTIVE"), at));
+                steps.timeline.extend(active);
+                steps
+            });
             let _ = done.send(Done::TookOver { epoch, result }).await;
         });
     }
@@ -534,14 +554,14 @@ impl Node {
                 result: Ok(steps),
             } => {
                 self.membership.took_over();
-                for name in self.fenced_in(&steps) {
-                    self.membership.fenced(&name);
+                for name in &steps.fenced {
+                    self.membership.fenced(name);
                 }
                 self.metrics
                     .takeovers
                     .get_or_create(&OutcomeLabel { outcome: "ok" })
                     .inc();
-                let detail = self.finish_timeline(steps, now);
+                let detail = self.finish_timeline(steps.timeline, now);
                 tracing::info!(epoch, timeline = %detail, "group ACTIVE");
                 let me = self.config.node.clone();
                 self.emit(hb::EventKind::Takeover, &me, detail);
@@ -579,24 +599,11 @@ impl Node {
         self.decide();
     }
 
-    fn fenced_in(&self, steps: &[(String, Instant)]) -> Vec<String> {
-        steps
-            .iter()
-            .filter_map(|(what, _)| what.strip_prefix("fenced ").map(str::to_owned))
-            .collect()
-    }
-
     fn finish_timeline(&mut self, steps: Vec<(String, Instant)>, now: Instant) -> String {
         let Some(mut timeline) = self.timeline.take() else {
             return String::new();
         };
-        timeline.entries.extend(steps.into_iter().map(|(what, at)| {
-            if what.starts_with("fenced ") {
-                (what, at)
-            } else {
-                (format!("{what} ACTIVE"), at)
-            }
-        }));
+        timeline.entries.extend(steps);
         timeline.entries.push(("group ACTIVE".to_owned(), now));
         let observe = |since: &'static str, from: Option<Instant>| {
             if let Some(from) = from {
