@@ -18,7 +18,7 @@ use crate::group::{ActivateError, Group, StepError};
 use crate::keys::Keys;
 use crate::links::{LinkError, LinkSet, Received};
 use crate::membership::{Action, Event, Membership, PeerState, Role};
-use crate::metrics::{Metrics, NodeLabel, OutcomeLabel, ReasonLabel, SinceLabel};
+use crate::metrics::{LinkCounters, Metrics, NodeLabel, OutcomeLabel, ReasonLabel, SinceLabel};
 use crate::wire::{ReplayGuard, open, seal};
 
 /// An operator request.
@@ -139,6 +139,7 @@ struct Node {
     membership: Membership,
     guard: ReplayGuard,
     links: LinkSet,
+    link_counters: Vec<LinkCounters>,
     group: Group,
     metrics: Metrics,
     cluster: watch::Sender<hb::Cluster>,
@@ -172,6 +173,7 @@ pub fn start(config: HbdConfig, keys: Keys, metrics: Metrics) -> Result<Handle, 
         keys,
         membership,
         guard: ReplayGuard::default(),
+        link_counters: metrics.per_link(links.names()),
         links,
         group,
         metrics,
@@ -221,7 +223,10 @@ impl Node {
                     let events = self.membership.tick(now);
                     self.handle(events, now);
                     self.send_heartbeat(now);
+                    self.publish();
                 }
+                // The view is republished at the next tick, or at once
+                // when the heartbeat changed something worth an event.
                 Some(received) = inbox.heard.recv() => self.receive(received),
                 Some((request, applied)) = inbox.requests.recv() => {
                     match request {
@@ -231,15 +236,24 @@ impl Node {
                     tracing::info!(?request, "operator request");
                     self.send_heartbeat(Instant::now());
                     self.decide();
+                    // The caller reads the view that includes its request.
+                    self.publish();
                     let _ = applied.send(());
                 }
-                Some(done) = inbox.done.recv() => self.finished(done),
-                Some(failure) = inbox.failed.recv() => self.resource_failed(failure),
+                Some(done) = inbox.done.recv() => {
+                    self.finished(done);
+                    self.publish();
+                }
+                Some(failure) = inbox.failed.recv() => {
+                    self.resource_failed(failure);
+                    self.publish();
+                }
                 Some(done) = inbox.leave.recv(), if leaving.is_none() => {
                     tracing::info!("leaving: handing the group over");
                     self.membership.leave();
                     leaving = Some(done);
                     self.decide();
+                    self.publish();
                 }
             }
             if leaving.is_some()
@@ -257,7 +271,6 @@ impl Node {
                 }
                 return;
             }
-            self.publish();
         }
     }
 
@@ -276,17 +289,17 @@ impl Node {
 
     fn receive(&mut self, received: Received) {
         let now = Instant::now();
-        let link = self.links.names()[received.link].clone();
+        let link = &self.links.names()[received.link];
         let beat = match open(&self.keys.borrow(), &self.config.cluster, &received.bytes) {
             Ok(beat) => beat,
-            Err(rejected) => return self.reject(&link, &rejected),
+            Err(rejected) => return self.reject(link, &rejected),
         };
         if beat.node == self.config.node {
             // Our own broadcast, looped back.
             return;
         }
         if !self.config.nodes.iter().any(|n| n.name == beat.node) {
-            return self.reject(&link, &crate::wire::Rejected::UnknownNode(beat.node));
+            return self.reject(link, &crate::wire::Rejected::UnknownNode(beat.node));
         }
         let freshness =
             match self
@@ -294,17 +307,15 @@ impl Node {
                 .admit(&beat.node, received.link, beat.incarnation, beat.seq)
             {
                 Ok(freshness) => freshness,
-                Err(rejected) => return self.reject(&link, &rejected),
+                Err(rejected) => return self.reject(link, &rejected),
             };
-        self.metrics
-            .received
-            .get_or_create(&crate::metrics::LinkLabel { link })
-            .inc();
+        self.link_counters[received.link].received.inc();
         let state = PeerState::from_wire(&beat);
         let peer_standby = state.role == Role::Standby;
         let events = self
             .membership
             .heard(now, received.link, &beat.node, state, freshness);
+        let changed = !events.is_empty();
         self.handle(events, now);
         if peer_standby
             && self.reannounce_when_peer_standby
@@ -312,6 +323,9 @@ impl Node {
         {
             self.reannounce_when_peer_standby = false;
             self.reannounce("the other ACTIVE node stepped down");
+        }
+        if changed {
+            self.publish();
         }
     }
 
@@ -329,11 +343,10 @@ impl Node {
         let beat = self.membership.heartbeat(now);
         let bytes = seal(&self.keys.borrow(), &beat);
         let failures = self.links.send(&bytes, now);
-        for (i, name) in self.links.names().iter().enumerate() {
-            if failures.iter().any(|(f, _)| *f == i) {
-                continue;
+        for (i, counters) in self.link_counters.iter().enumerate() {
+            if !failures.iter().any(|(f, _)| *f == i) {
+                counters.sent.inc();
             }
-            self.metrics.sent_on(name);
         }
         for (i, error) in failures {
             tracing::debug!(link = %self.links.names()[i], %error, "heartbeat not sent");
