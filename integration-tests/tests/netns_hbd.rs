@@ -423,14 +423,8 @@ fn forged_and_replayed_heartbeats_are_dropped_and_counted() {
     );
 }
 
-/// Drops UDP to and from the heartbeat port in `ns` (a partition).
-fn block_udp(ns: &Netns) {
-    let rules = format!(
-        "table inet tdm_partition {{\n\
-         chain in {{ type filter hook input priority 0; policy accept; udp dport {PORT} drop; }}\n\
-         chain out {{ type filter hook output priority 0; policy accept; udp dport {PORT} drop; }}\n\
-         }}\n"
-    );
+/// Loads nftables `rules` in `ns`.
+fn nft(ns: &Netns, rules: &str) {
     let mut child = ns
         .command("nft")
         .args(["-f", "-"])
@@ -444,16 +438,33 @@ fn block_udp(ns: &Netns) {
         .unwrap()
         .write_all(rules.as_bytes())
         .unwrap();
-    assert!(child.wait().unwrap().success(), "nft refused the rules");
+    assert!(child.wait().unwrap().success(), "nft refused {rules}");
 }
 
-fn unblock_udp(ns: &Netns) {
+fn delete_table(ns: &Netns, table: &str) {
     let status = ns
         .command("nft")
-        .args(["delete", "table", "inet", "tdm_partition"])
+        .args(["delete", "table", "inet", table])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Drops UDP to and from the heartbeat port in `ns` (a partition).
+fn block_udp(ns: &Netns) {
+    nft(
+        ns,
+        &format!(
+            "table inet tdm_partition {{\n\
+             chain in {{ type filter hook input priority 0; policy accept; udp dport {PORT} drop; }}\n\
+             chain out {{ type filter hook output priority 0; policy accept; udp dport {PORT} drop; }}\n\
+             }}\n"
+        ),
+    );
+}
+
+fn unblock_udp(ns: &Netns) {
+    delete_table(ns, "tdm_partition");
 }
 
 #[test]
@@ -680,4 +691,69 @@ fn a_failing_fence_blocks_the_takeover_until_it_succeeds_and_notify_hears_every_
         notified.lines().any(|l| l.starts_with("b ACTIVE")),
         "{notified}"
     );
+}
+
+#[test]
+fn a_director_that_loses_its_ping_target_hands_the_group_to_the_peer_that_still_reaches_it() {
+    tandem_integration_tests::require_root();
+    let lan = Lan::new("hbi").unwrap();
+    let _router = lan.host("router", "198.51.100.1/24").unwrap();
+    let ping = "ping:\n  targets: [198.51.100.1]\n  interval: 100ms\n  timeout: 80ms\n  deadping: 300ms\n\
+                daemon:\n  metrics_listen: 127.0.0.1:9101\n";
+    let (a, b) = pair(&lan, ucast, ping);
+    let both_reach = |d: &Director| {
+        let cluster = d.cluster();
+        cluster.nodes.iter().all(|n| n.score == 1)
+            && cluster.ping.iter().all(|t| t.up)
+            && cluster.ping.len() == 1
+    };
+    a.wait("both nodes scoring 1", Duration::from_secs(5), both_reach);
+    let events = EventLog::start(&a.hbd_socket());
+    // a's echo requests to the router are dropped on the way out: a loses
+    // its upstream, b does not.
+    nft(
+        a.ns(),
+        "table inet tdm_ping {\n\
+         chain out { type filter hook output priority 0; policy accept; ip daddr 198.51.100.1 icmp type echo-request drop; }\n\
+         }\n",
+    );
+    let lost = events.wait(hb::EventKind::ScoreChanged, Duration::from_secs(3));
+    assert_eq!(lost.detail, "score 0: 198.51.100.1 down", "{lost:?}");
+    b.wait(
+        "ACTIVE with the better score",
+        Duration::from_secs(3),
+        Director::is_active,
+    );
+    a.wait(
+        "STANDBY with score 0",
+        Duration::from_secs(3),
+        Director::is_standby,
+    );
+    assert!(b.has_vip() && !a.has_vip(), "{}\n{}", a.logs(), b.logs());
+    let seen_by_b = b.cluster();
+    let a_seen = seen_by_b.nodes.iter().find(|n| n.name == "a").unwrap();
+    assert_eq!(a_seen.score, 0, "b hears a's score: {seen_by_b:?}");
+    assert!(!a.cluster().ping[0].up);
+    assert!(
+        a.metrics_text(9101).contains("tandem_hbd_ping_score 0"),
+        "{}",
+        a.metrics_text(9101)
+    );
+
+    // The target answers a again: equal scores, and with auto_failback
+    // off the current owner (b) keeps the group.
+    delete_table(a.ns(), "tdm_ping");
+    a.wait(
+        "both nodes scoring 1 again",
+        Duration::from_secs(3),
+        both_reach,
+    );
+    std::thread::sleep(Duration::from_millis(10 * KEEPALIVE_MS));
+    assert!(
+        b.is_active() && a.is_standby(),
+        "{}\n{}",
+        a.logs(),
+        b.logs()
+    );
+    assert!(b.has_vip() && !a.has_vip());
 }

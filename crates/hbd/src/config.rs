@@ -234,18 +234,102 @@ fn default_baud() -> u32 {
     19_200
 }
 
-/// Ping targets for the connectivity score.
+/// Ping targets for the connectivity score (ipfail): each target that
+/// answers, and each group with any member answering, scores one point.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PingSettings {
-    /// Addresses to ping (ping nodes); the score is how many answer.
+    /// Ping nodes: one point each while it answers.
+    #[serde(default)]
     pub targets: Vec<IpAddr>,
-    /// How often each is pinged (default 1s).
+    /// Ping groups: one point each while any member answers.
+    #[serde(default)]
+    pub groups: Vec<PingGroup>,
+    /// How often each address is pinged (default 1s).
     #[serde(default = "default_ping_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// How long to wait for each answer (default 500ms).
     #[serde(default = "default_ping_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// An address unanswered for this long is down (ha.cf's `deadping`;
+    /// default 3s).
+    #[serde(default = "default_deadping", with = "humantime_serde")]
+    pub deadping: Duration,
+}
+
+/// Addresses that count as one ping target (ha.cf's `ping_group`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PingGroup {
+    /// Its name, for logs and status.
+    pub name: String,
+    /// Its members.
+    pub targets: Vec<IpAddr>,
+}
+
+impl PingSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.targets.is_empty() && self.groups.is_empty() {
+            return Err((
+                "targets".into(),
+                "ping needs at least one target or group".into(),
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err(("interval".into(), "must be greater than zero".into()));
+        }
+        if self.timeout.is_zero() || self.timeout > self.interval {
+            return Err((
+                "timeout".into(),
+                format!(
+                    "must be greater than zero and at most the interval ({})",
+                    humantime::format_duration(self.interval)
+                ),
+            ));
+        }
+        if self.deadping < self.interval {
+            return Err((
+                "deadping".into(),
+                format!(
+                    "must be at least the interval ({}), or one lost answer marks the target down",
+                    humantime::format_duration(self.interval)
+                ),
+            ));
+        }
+        let addresses = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("targets[{i}]"), a))
+            .chain(self.groups.iter().enumerate().flat_map(|(g, group)| {
+                group
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, a)| (format!("groups[{g}].targets[{i}]"), a))
+            }));
+        for (field, address) in addresses {
+            if address.is_unspecified() || address.is_multicast() {
+                return Err((field, format!("{address} cannot answer a ping")));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            if group.name.is_empty() || !names.insert(group.name.as_str()) {
+                return Err((
+                    format!("groups[{g}].name"),
+                    format!("{:?}: must be non-empty and unique", group.name),
+                ));
+            }
+            if group.targets.is_empty() {
+                return Err((
+                    format!("groups[{g}].targets"),
+                    "a group needs at least one member".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_ping_interval() -> Duration {
@@ -254,6 +338,10 @@ fn default_ping_interval() -> Duration {
 
 fn default_ping_timeout() -> Duration {
     Duration::from_millis(500)
+}
+
+fn default_deadping() -> Duration {
+    Duration::from_secs(3)
 }
 
 /// A command hbd runs, with a time limit.
@@ -349,14 +437,9 @@ impl DaemonConfig for HbdConfig {
             .map_err(|(field, why)| invalid(&format!("timers.{field}"), why))?;
         self.validate_links()
             .map_err(|(field, why)| invalid(&format!("links.{field}"), why))?;
-        if self.ping.is_some() {
-            // Refused rather than ignored: a score nobody measures would
-            // silently change nothing.
-            return Err(invalid(
-                "ping",
-                "ping targets (the connectivity score) are not built yet; every node scores 0"
-                    .into(),
-            ));
+        if let Some(ping) = &self.ping {
+            ping.validate()
+                .map_err(|(field, why)| invalid(&format!("ping.{field}"), why))?;
         }
         for (field, spec) in [("fence", &self.fence), ("notify", &self.notify)] {
             if let Some(spec) = spec
@@ -518,6 +601,11 @@ mod tests {
         let config = check(seed).expect("the seed's config");
         assert_eq!(config.timers.deadtime, Duration::from_secs(30));
         assert_eq!(config.resources.len(), 3);
+        let ping = config.ping.expect("the seed's ping_group");
+        assert_eq!(
+            (ping.groups[0].name.as_str(), ping.groups[0].targets.len()),
+            ("group1", 2)
+        );
         let minimal = check(BASE).expect("minimal");
         assert_eq!(minimal.own_priority(), 100);
         assert_eq!(minimal.links.udp_port, 694);
@@ -554,9 +642,28 @@ mod tests {
                 "links.serial[0].baud",
             ),
             (format!("{BASE}fence:\n  command: []\n"), "fence.command"),
+            (format!("{BASE}ping: {{}}\n"), "ping.targets"),
             (
-                format!("{BASE}ping:\n  targets: [198.51.100.1]\n"),
-                "`ping`",
+                format!("{BASE}ping:\n  targets: [198.51.100.1]\n  timeout: 2s\n"),
+                "ping.timeout",
+            ),
+            (
+                format!("{BASE}ping:\n  targets: [198.51.100.1]\n  deadping: 500ms\n"),
+                "ping.deadping",
+            ),
+            (
+                format!("{BASE}ping:\n  targets: [198.51.100.1, 224.0.0.1]\n"),
+                "ping.targets[1]",
+            ),
+            (
+                format!(
+                    "{BASE}ping:\n  groups:\n    - name: r\n      targets: [198.51.100.1]\n    - name: r\n      targets: [198.51.100.2]\n"
+                ),
+                "ping.groups[1].name",
+            ),
+            (
+                format!("{BASE}ping:\n  groups:\n    - name: r\n      targets: []\n"),
+                "ping.groups[0].targets",
             ),
             (
                 format!(
@@ -570,6 +677,18 @@ mod tests {
             let err = check(&yaml).expect_err(&yaml);
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn ping_targets_and_groups() {
+        let yaml = format!(
+            "{BASE}ping:\n  targets: [198.51.100.1]\n  groups:\n    - name: routers\n      targets: [203.0.113.1, 203.0.113.2]\n"
+        );
+        let ping = check(&yaml).expect("ping").ping.expect("ping settings");
+        assert_eq!(ping.targets.len(), 1);
+        assert_eq!(ping.groups[0].targets.len(), 2);
+        assert_eq!(ping.interval, Duration::from_secs(1));
+        assert_eq!(ping.deadping, Duration::from_secs(3));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod ownership;
+pub mod ping;
 pub mod serial;
 pub mod wire;
 

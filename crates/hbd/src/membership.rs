@@ -546,6 +546,11 @@ impl Membership {
         i64::try_from(highest.saturating_add(1)).unwrap_or(i64::MAX)
     }
 
+    /// This node's connectivity score.
+    pub fn score(&self) -> u32 {
+        self.score
+    }
+
     /// Sets this node's connectivity score.
     pub fn set_score(&mut self, score: u32) {
         self.score = score;

@@ -1,6 +1,7 @@
 //! hbd's Prometheus metrics (prefix `tandem_hbd_`): heartbeats sent,
 //! received and rejected, peers alive, this node's role and epoch,
-//! takeovers by outcome and how long they took, stalls and split brains.
+//! takeovers by outcome and how long they took, stalls, split brains and
+//! the connectivity score.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +46,13 @@ pub struct SinceLabel {
     pub since: &'static str,
 }
 
+/// A ping target or group, by name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    /// The address, or the group's name.
+    pub target: String,
+}
+
 /// hbd's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -70,6 +78,10 @@ pub struct Metrics {
     pub stalls: Counter,
     /// Two ACTIVE nodes met.
     pub split_brains: Counter,
+    /// This node's connectivity score.
+    pub ping_score: Gauge,
+    /// 1 while a ping target (or any member of a group) answers.
+    pub ping_up: Family<TargetLabel, Gauge>,
 }
 
 impl Metrics {
@@ -89,6 +101,8 @@ impl Metrics {
             }),
             stalls: Counter::default(),
             split_brains: Counter::default(),
+            ping_score: Gauge::default(),
+            ping_up: Family::default(),
         };
         let sub = registry.sub_registry_with_prefix("hbd");
         sub.register(
@@ -137,6 +151,16 @@ impl Metrics {
             "split_brains",
             "Meetings of two ACTIVE nodes",
             m.split_brains.clone(),
+        );
+        sub.register(
+            "ping_score",
+            "This node's connectivity score: ping targets and groups answering",
+            m.ping_score.clone(),
+        );
+        sub.register(
+            "ping_up",
+            "1 while the ping target (any member of the group) answers",
+            m.ping_up.clone(),
         );
         m
     }

@@ -18,7 +18,10 @@ use crate::group::{ActivateError, Group, StepError};
 use crate::keys::Keys;
 use crate::links::{LinkError, LinkSet, Received};
 use crate::membership::{Action, Event, Membership, PeerState, Role};
-use crate::metrics::{LinkCounters, Metrics, NodeLabel, OutcomeLabel, ReasonLabel, SinceLabel};
+use crate::metrics::{
+    LinkCounters, Metrics, NodeLabel, OutcomeLabel, ReasonLabel, SinceLabel, TargetLabel,
+};
+use crate::ping::{Layout, Pinger};
 use crate::wire::{ReplayGuard, open, seal};
 
 /// An operator request.
@@ -150,6 +153,8 @@ struct Node {
     timeline: Option<Timeline>,
     death: Option<Death>,
     reannounce_when_peer_standby: bool,
+    ping: Layout,
+    ping_up: Vec<bool>,
 }
 
 /// Opens the links and starts the node loop.
@@ -168,6 +173,8 @@ pub fn start(config: HbdConfig, keys: Keys, metrics: Metrics) -> Result<Handle, 
     let (failed_tx, failed) = mpsc::channel(16);
     let group = Group::new(&config.resources);
     let (keys_tx, keys) = watch::channel(keys);
+    let ping = config.ping.as_ref().map(Layout::new).unwrap_or_default();
+    let pinger = Pinger::start(&ping, config.ping.as_ref());
     let node = Node {
         config,
         keys,
@@ -185,6 +192,8 @@ pub fn start(config: HbdConfig, keys: Keys, metrics: Metrics) -> Result<Handle, 
         timeline: None,
         death: None,
         reannounce_when_peer_standby: false,
+        ping,
+        ping_up: Vec::new(),
     };
     tokio::spawn(node.run(Inbox {
         heard,
@@ -192,6 +201,7 @@ pub fn start(config: HbdConfig, keys: Keys, metrics: Metrics) -> Result<Handle, 
         leave,
         done,
         failed,
+        pinger,
     }));
     Ok(Handle {
         requests: requests_tx,
@@ -208,6 +218,7 @@ struct Inbox {
     leave: mpsc::Receiver<oneshot::Sender<()>>,
     done: mpsc::Receiver<Done>,
     failed: mpsc::Receiver<StepError>,
+    pinger: Pinger,
 }
 
 impl Node {
@@ -246,6 +257,10 @@ impl Node {
                 }
                 Some(failure) = inbox.failed.recv() => {
                     self.resource_failed(failure);
+                    self.publish();
+                }
+                up = inbox.pinger.changed() => {
+                    self.reachability(up);
                     self.publish();
                 }
                 Some(done) = inbox.leave.recv(), if leaving.is_none() => {
@@ -445,6 +460,41 @@ impl Node {
             epoch: self.membership.epoch(),
             detail,
         });
+    }
+
+    /// A ping target went up or down: a new score is told to the peers at
+    /// once and may move the group.
+    fn reachability(&mut self, up: Vec<bool>) {
+        self.ping_up = up;
+        let units = self.ping.units(&self.ping_up);
+        for (name, up) in &units {
+            self.metrics
+                .ping_up
+                .get_or_create(&TargetLabel {
+                    target: (*name).to_owned(),
+                })
+                .set(i64::from(*up));
+        }
+        let score = self.ping.score(&self.ping_up);
+        if score == self.membership.score() {
+            return;
+        }
+        let detail = units
+            .iter()
+            .map(|(name, up)| format!("{name} {}", if *up { "up" } else { "down" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(score, %detail, "connectivity score changed");
+        self.membership.set_score(score);
+        self.metrics.ping_score.set(i64::from(score));
+        let me = self.config.node.clone();
+        self.emit(
+            hb::EventKind::ScoreChanged,
+            &me,
+            format!("score {score}: {detail}"),
+        );
+        self.send_heartbeat(Instant::now());
+        self.decide();
     }
 
     fn reannounce(&self, why: &'static str) {
@@ -715,6 +765,15 @@ impl Node {
             epoch: self.membership.epoch(),
             nodes,
             resources: self.group.view(),
+            ping: self
+                .ping
+                .units(&self.ping_up)
+                .into_iter()
+                .map(|(name, up)| hb::PingTarget {
+                    name: name.to_owned(),
+                    up,
+                })
+                .collect(),
         };
         self.cluster.send_if_modified(|old| {
             let changed = *old != cluster;

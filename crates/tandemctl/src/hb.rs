@@ -123,6 +123,15 @@ fn render(c: &pb::Cluster) -> String {
             notes
         );
     }
+    if !c.ping.is_empty() {
+        let targets = c
+            .ping
+            .iter()
+            .map(|t| format!("{} {}", t.name, if t.up { "up" } else { "down" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out, "ping: {targets}");
+    }
     if !c.resources.is_empty() {
         let _ = writeln!(out, "{:<16} {:<8} DETAIL", "RESOURCE", "STATE");
         for r in &c.resources {

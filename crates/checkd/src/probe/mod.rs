@@ -6,7 +6,6 @@
 mod dns;
 mod external;
 mod http;
-mod icmp;
 mod tcp;
 mod udp;
 
@@ -59,9 +58,6 @@ pub enum ProbeError {
     /// A DNS answer was missing or wrong.
     #[error("DNS: {0}")]
     Dns(String),
-    /// The ICMP echo got a wrong reply.
-    #[error("ICMP: {0}")]
-    Icmp(String),
     /// An external check exited non-zero or could not run.
     #[error("command: {0}")]
     Command(String),
@@ -78,6 +74,15 @@ fn describe(e: &io::Error) -> String {
         io::ErrorKind::HostUnreachable => "host unreachable".into(),
         io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
         _ => e.to_string(),
+    }
+}
+
+impl From<tandem_icmp::EchoError> for ProbeError {
+    fn from(error: tandem_icmp::EchoError) -> Self {
+        match error {
+            tandem_icmp::EchoError::Open(e) => Self::Connect(e),
+            tandem_icmp::EchoError::Io { stage, source } => Self::Io { stage, source },
+        }
     }
 }
 
@@ -121,7 +126,9 @@ impl Prober {
                 record_type,
                 expect,
             } => dns::probe(addr, source, name, *record_type, expect.as_ref()).await,
-            Plan::Icmp => icmp::probe(addr.ip(), source).await,
+            Plan::Icmp => tandem_icmp::echo(addr.ip(), source)
+                .await
+                .map_err(ProbeError::from),
             Plan::External { command } => external::probe(command, target).await,
             Plan::Forced(_) => Ok(()),
             Plan::Unprobeable(reason) => Err(ProbeError::Unprobeable(reason.clone())),

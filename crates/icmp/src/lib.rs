@@ -1,7 +1,7 @@
-//! `icmp`: one echo request, healthy on the matching echo reply. Uses the
+//! ICMP echo: one request, answered by the matching echo reply. Uses the
 //! unprivileged ping socket where `net.ipv4.ping_group_range` allows it,
 //! a raw socket (CAP_NET_RAW) otherwise. Replies are matched by the
-//! sender (the socket is connected) and a per-probe token in the payload.
+//! sender (the socket is connected) and a per-request token in the payload.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-
-use super::{ProbeError, io_error};
 
 const ECHO_REQUEST_V4: u8 = 8;
 const ECHO_REPLY_V4: u8 = 0;
@@ -20,15 +18,46 @@ const HEADER: usize = 8;
 
 static TOKENS: AtomicU64 = AtomicU64::new(1);
 
-/// Pings `address` once.
-pub async fn probe(address: IpAddr, source: Option<IpAddr>) -> Result<(), ProbeError> {
-    let (socket, raw) = open(address, source).map_err(ProbeError::Connect)?;
+/// Why an echo got no answer (a timeout is the caller's to apply).
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    /// No ICMP socket (no ping-group membership and no CAP_NET_RAW), or
+    /// the source address is not this host's.
+    #[error("opening an ICMP socket: {0}")]
+    Open(#[source] io::Error),
+    /// Sending or receiving failed (e.g. no route to the address).
+    #[error("{stage}: {source}")]
+    Io {
+        /// "send" or "receive".
+        stage: &'static str,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Sends one echo request to `address` (from `source` if given) and
+/// returns when the matching reply arrives. Wrap it in a timeout.
+pub async fn echo(address: IpAddr, source: Option<IpAddr>) -> Result<(), EchoError> {
+    let (socket, raw) = open(address, source).map_err(EchoError::Open)?;
     let token = TOKENS.fetch_add(1, Ordering::Relaxed).to_be_bytes();
     let request = echo_request(address.is_ipv4(), &token);
-    socket.send(&request).await.map_err(io_error("send"))?;
+    socket
+        .send(&request)
+        .await
+        .map_err(|source| EchoError::Io {
+            stage: "send",
+            source,
+        })?;
     let mut buf = vec![0u8; 2048];
     loop {
-        let n = socket.recv(&mut buf).await.map_err(io_error("receive"))?;
+        let n = socket
+            .recv(&mut buf)
+            .await
+            .map_err(|source| EchoError::Io {
+                stage: "receive",
+                source,
+            })?;
         let message = if raw && address.is_ipv4() {
             strip_ipv4_header(&buf[..n])
         } else {
