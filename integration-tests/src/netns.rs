@@ -177,6 +177,47 @@ impl Netns {
             })
     }
 
+    /// Loads nftables `rules` (an `nft -f` script) in the namespace.
+    pub fn nft(&self, rules: &str) -> Result<(), NetnsError> {
+        use std::io::Write;
+        let command = format!("nft -f - (in {}): {rules}", self.name);
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|source| NetnsError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|source| NetnsError::Io {
+                    what: command.clone(),
+                    source,
+                })?;
+        }
+        let output = child.wait_with_output().map_err(|source| NetnsError::Io {
+            what: command.clone(),
+            source,
+        })?;
+        if !output.status.success() {
+            return Err(NetnsError::Failed {
+                command,
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes nftables table `inet <table>` in the namespace.
+    pub fn nft_delete_table(&self, table: &str) -> Result<(), NetnsError> {
+        self.nft(&format!("delete table inet {table}\n"))
+    }
+
     fn kill_processes(&self) {
         let Ok(out) = run("ip", &["netns", "pids", &self.name]) else {
             return;

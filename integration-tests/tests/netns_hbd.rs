@@ -14,12 +14,11 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use tandem_hbd::keys::Keys;
 use tandem_integration_tests::block_on;
+use tandem_integration_tests::hb_events::EventLog;
 use tandem_integration_tests::netns::{Host, Lan, Netns};
 use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_integration_tests::serial_line::SerialLine;
@@ -218,55 +217,6 @@ impl Director {
     }
 }
 
-/// Every event an hbd emits, collected in the background.
-struct EventLog {
-    events: Arc<Mutex<Vec<hb::Event>>>,
-}
-
-impl EventLog {
-    fn start(socket: &Path) -> Self {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        let socket = socket.to_owned();
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            block_on(async move {
-                let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
-                let mut stream = hb::membership_client::MembershipClient::new(channel)
-                    .watch_events(hb::WatchEventsRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner();
-                ready_tx.send(()).unwrap();
-                while let Some(Ok(event)) = stream.next().await {
-                    sink.lock().unwrap().push(event);
-                }
-            });
-        });
-        ready.recv_timeout(Duration::from_secs(5)).unwrap();
-        Self { events }
-    }
-
-    fn all(&self) -> Vec<hb::Event> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn find(&self, kind: hb::EventKind) -> Option<hb::Event> {
-        self.all().into_iter().find(|e| e.kind == kind as i32)
-    }
-
-    fn wait(&self, kind: hb::EventKind, limit: Duration) -> hb::Event {
-        let start = tokio::time::Instant::now();
-        while start.elapsed() < limit {
-            if let Some(e) = self.find(kind) {
-                return e;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("no {kind:?} event within {limit:?}: {:?}", self.all());
-    }
-}
-
 fn ucast(peer: &str) -> String {
     format!("  ucast:\n    - interface: eth0\n      peer: {peer}\n")
 }
@@ -423,48 +373,19 @@ fn forged_and_replayed_heartbeats_are_dropped_and_counted() {
     );
 }
 
-/// Loads nftables `rules` in `ns`.
-fn nft(ns: &Netns, rules: &str) {
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "nft refused {rules}");
-}
-
-fn delete_table(ns: &Netns, table: &str) {
-    let status = ns
-        .command("nft")
-        .args(["delete", "table", "inet", table])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Drops UDP to and from the heartbeat port in `ns` (a partition).
 fn block_udp(ns: &Netns) {
-    nft(
-        ns,
-        &format!(
+    ns.nft(&format!(
             "table inet tdm_partition {{\n\
              chain in {{ type filter hook input priority 0; policy accept; udp dport {PORT} drop; }}\n\
              chain out {{ type filter hook output priority 0; policy accept; udp dport {PORT} drop; }}\n\
              }}\n"
-        ),
-    );
+    ))
+    .unwrap();
 }
 
 fn unblock_udp(ns: &Netns) {
-    delete_table(ns, "tdm_partition");
+    ns.nft_delete_table("tdm_partition").unwrap();
 }
 
 #[test]
@@ -711,12 +632,13 @@ fn a_director_that_loses_its_ping_target_hands_the_group_to_the_peer_that_still_
     let events = EventLog::start(&a.hbd_socket());
     // a's echo requests to the router are dropped on the way out: a loses
     // its upstream, b does not.
-    nft(
-        a.ns(),
-        "table inet tdm_ping {\n\
-         chain out { type filter hook output priority 0; policy accept; ip daddr 198.51.100.1 icmp type echo-request drop; }\n\
-         }\n",
-    );
+    a.ns()
+        .nft(
+            "table inet tdm_ping {\n\
+             chain out { type filter hook output priority 0; policy accept; ip daddr 198.51.100.1 icmp type echo-request drop; }\n\
+             }\n",
+        )
+        .unwrap();
     let lost = events.wait(hb::EventKind::ScoreChanged, Duration::from_secs(3));
     assert_eq!(lost.detail, "score 0: 198.51.100.1 down", "{lost:?}");
     b.wait(
@@ -742,7 +664,7 @@ fn a_director_that_loses_its_ping_target_hands_the_group_to_the_peer_that_still_
 
     // The target answers a again: equal scores, and with auto_failback
     // off the current owner (b) keeps the group.
-    delete_table(a.ns(), "tdm_ping");
+    a.ns().nft_delete_table("tdm_ping").unwrap();
     a.wait(
         "both nodes scoring 1 again",
         Duration::from_secs(3),
