@@ -295,13 +295,19 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// hbd's config for director `node`: the seed's cluster with fast timers,
 /// unicast UDP to the other director plus the serial line, auto_failback
 /// to the loadbalancer, and `resources` as its group.
+/// The directors' ping target (ipfail's ping node): the client stands in
+/// for the upstream router.
+const UPSTREAM: &str = "198.51.100.50";
+
 fn hbd_config(dir: &Path, node: &str, peer: &str, tty: &Path, resources: &[&str]) -> String {
     let mut config = format!(
         "cluster: lvs\nnode: {node}\nnodes:\n  - name: loadbalancer\n    priority: 100\n  - name: backup\n    priority: 90\n\
          key_file: {keys}\n\
          timers:\n  keepalive: 100ms\n  warntime: 300ms\n  deadtime: 500ms\n  initdead: 3s\n\
          links:\n  udp_port: 694\n  ucast:\n    - interface: eth0\n      peer: {peer}\n  serial:\n    - device: {tty}\n      baud: 115200\n\
-         auto_failback: true\npreferred: loadbalancer\nresources:\n",
+         auto_failback: true\npreferred: loadbalancer\n\
+         ping:\n  targets: [{UPSTREAM}]\n  interval: 200ms\n  timeout: 150ms\n  deadping: 600ms\n\
+         resources:\n",
         keys = dir.join("hbd.keys").display(),
         tty = tty.display(),
     );
@@ -597,6 +603,22 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("hb takeover on the loadbalancer (hb_takeover): the group comes back");
     ctl(bins, &lb_dir, "hbd", &["hb", "takeover"])?;
+    wait_hb(bins, &lb_dir, "the loadbalancer serving again", |s| {
+        serving(s, "loadbalancer")
+    })?;
+    ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
+
+    step(
+        "the loadbalancer loses its upstream (ipfail): its pings to the router fail, score 0 < 1, the backup takes over",
+    );
+    let blackhole = format!("{UPSTREAM}/32");
+    lb.ns.ip(&["route", "add", "blackhole", &blackhole])?;
+    wait_hb(bins, &backup_dir, "the backup serving", |s| {
+        serving(s, "backup")
+    })?;
+    ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
+    step("the upstream is back: equal scores, auto_failback returns the group to the loadbalancer");
+    lb.ns.ip(&["route", "del", "blackhole", &blackhole])?;
     wait_hb(bins, &lb_dir, "the loadbalancer serving again", |s| {
         serving(s, "loadbalancer")
     })?;
