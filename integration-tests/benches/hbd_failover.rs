@@ -32,12 +32,12 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tandem_integration_tests::block_on;
-use tandem_integration_tests::hb_events::EventLog;
+use tandem_integration_tests::bench::summary;
+use tandem_integration_tests::hb_client::{self, EventLog};
 use tandem_integration_tests::netns::{Host, Lan, Netns};
 use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_proto::hb::v1 as hb;
@@ -49,20 +49,6 @@ const PORT: u16 = 6940;
 const ADDRESSES: [&str; 2] = ["198.51.100.11", "198.51.100.12"];
 const NAMES: [&str; 2] = ["a", "b"];
 const LOSS_PERCENT: u32 = 5;
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// `ip monitor address` in a namespace: when the VIP was added there.
 struct VipWatch {
@@ -212,15 +198,7 @@ impl TandemNode {
 
     /// This node's role and whether it sees its peer alive and ACTIVE.
     fn view(&self) -> (i32, bool) {
-        let socket = self.socket();
-        let cluster = block_on(async move {
-            let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
-            hb::membership_client::MembershipClient::new(channel)
-                .get_cluster(hb::GetClusterRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        });
+        let cluster = hb_client::cluster(&self.socket());
         let me = cluster.nodes.iter().find(|n| n.local).unwrap().role;
         let peer_active = cluster
             .nodes
@@ -255,7 +233,7 @@ fn tandem_trial(nodes: &mut [TandemNode; 2]) -> TandemTrial {
     let standby = 1 - active;
     let events = EventLog::start(&nodes[standby].socket());
     let watch = VipWatch::start(&nodes[standby].host.ns);
-    let (killed_ms, killed) = (now_ms(), Instant::now());
+    let (killed_ms, killed) = (hb_client::unix_ms(), Instant::now());
     nodes[active].kill();
     let vip = watch
         .wait(Duration::from_secs(5))
@@ -415,42 +393,7 @@ fn keepalived_trial(nodes: &mut [KeepalivedNode; 2]) -> Duration {
     vip
 }
 
-fn keepalived_available() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v keepalived"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    println!("keepalived (the peer) is missing: apt-get install keepalived");
-    Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "keepalived",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 // --- report -------------------------------------------------------------
-
-fn summary(name: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let max = samples[samples.len() - 1];
-    println!(
-        "{name:<48} median {:>7.1} ms   max {:>7.1} ms   (n={})",
-        ms(median),
-        ms(max),
-        samples.len()
-    );
-    median
-}
 
 fn count(events: &[hb::Event], kind: hb::EventKind) -> usize {
     events.iter().filter(|e| e.kind == kind as i32).count()
@@ -458,7 +401,10 @@ fn count(events: &[hb::Event], kind: hb::EventKind) -> usize {
 
 fn main() {
     tandem_integration_tests::require_root();
-    assert!(keepalived_available(), "keepalived is needed as the peer");
+    assert!(
+        tandem_integration_tests::bench::peer_available("keepalived", "keepalived"),
+        "keepalived is needed as the peer"
+    );
     let loss_secs: u64 = std::env::var("TANDEM_BENCH_LOSS_SECS")
         .ok()
         .map_or(300, |s| s.parse().expect("TANDEM_BENCH_LOSS_SECS: seconds"));

@@ -18,9 +18,9 @@
 )]
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::Duration;
 
+use tandem_integration_tests::bench::summary;
 use tandem_integration_tests::capture::Capture;
 use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::process::{Daemon, socket_in};
@@ -54,34 +54,6 @@ fn first_garp(capture: &Capture, t0: Instant, vips: &[Ipv4Addr]) -> Option<Durat
         std::thread::sleep(Duration::from_millis(2));
     }
     None
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let max = samples[samples.len() - 1];
-    println!(
-        "{name:<34} median {:>8.3} ms   max {:>8.3} ms   (n={})",
-        median.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
-        samples.len()
-    );
-    median
-}
-
-fn arping_available() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v arping"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found || !tandem_integration_tests::is_root() {
-        return found;
-    }
-    println!("arping (the peer) is missing: apt-get install iputils-arping");
-    Command::new("apt-get")
-        .args(["install", "-y", "-q", "iputils-arping"])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The seed's way for one VIP: `ip addr add`, then `arping -U`.
@@ -129,7 +101,7 @@ async fn main() {
     let socket = socket_in(dir.path(), "vipd");
     let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
     let mut client = rpb::resource_client::ResourceClient::new(channel);
-    let peer = arping_available();
+    let peer = tandem_integration_tests::bench::peer_available("arping", "iputils-arping");
     let capture = Capture::start(&watcher.ns).unwrap();
     let vips: Vec<Ipv4Addr> = (0..VIPS).map(vip).collect();
 

@@ -2,14 +2,16 @@
 //! namespace topologies on the host kernel (tier 2, [`netns`]), the
 //! workspace's binaries as real processes ([`process`]), real servers for
 //! probe tests ([`servers`]), frame capture in a namespace ([`capture`]), a serial line of two ptys
-//! ([`serial_line`]), hbd's event stream ([`hb_events`]),
-//! and a qemu VM running a Debian kernel with IPVS (tier 3, [`vm`]).
+//! ([`serial_line`]), hbd's cluster view and events ([`hb_client`]),
+//! a qemu VM running a Debian kernel with IPVS (tier 3, [`vm`]), and what
+//! the benchmarks share ([`bench`]).
 //! Everything it builds is torn down on drop, panics included. It never
 //! touches the host's own links.
 
+pub mod bench;
 pub mod capture;
 pub mod guest;
-pub mod hb_events;
+pub mod hb_client;
 pub mod netns;
 pub mod pki;
 pub mod process;

@@ -74,6 +74,11 @@ pub fn run(program: &str, args: &[&str]) -> Result<Output, NetnsError> {
             command: command.clone(),
             source,
         })?;
+    succeeded(command, output)
+}
+
+/// `output`, or [`NetnsError::Failed`] with its stderr if `command` failed.
+fn succeeded(command: String, output: Output) -> Result<Output, NetnsError> {
     if !output.status.success() {
         return Err(NetnsError::Failed {
             command,
@@ -203,14 +208,7 @@ impl Netns {
             what: command.clone(),
             source,
         })?;
-        if !output.status.success() {
-            return Err(NetnsError::Failed {
-                command,
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            });
-        }
-        Ok(())
+        succeeded(command, output).map(drop)
     }
 
     /// Deletes nftables table `inet <table>` in the namespace.

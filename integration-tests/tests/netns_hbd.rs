@@ -14,11 +14,11 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tandem_hbd::keys::Keys;
 use tandem_integration_tests::block_on;
-use tandem_integration_tests::hb_events::EventLog;
+use tandem_integration_tests::hb_client::{self, EventLog};
 use tandem_integration_tests::netns::{Host, Lan, Netns};
 use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_integration_tests::serial_line::SerialLine;
@@ -32,16 +32,6 @@ const PORT: u16 = 6940;
 const KEY: &str = "auth 1\n1 sha256 netns-test-secret-0123456789\n";
 const KEEPALIVE_MS: u64 = 50;
 const DEADTIME_MS: u64 = 250;
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// A director namespace: hbd driving a vipd that holds the VIP.
 struct Director {
@@ -112,15 +102,7 @@ impl Director {
     }
 
     fn cluster(&self) -> hb::Cluster {
-        let socket = self.hbd_socket();
-        block_on(async move {
-            let channel = tandem_daemon::client::connect_unix(&socket).await.unwrap();
-            hb::membership_client::MembershipClient::new(channel)
-                .get_cluster(hb::GetClusterRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        })
+        hb_client::cluster(&self.hbd_socket())
     }
 
     fn role_of(&self, node: &str) -> i32 {
@@ -168,7 +150,7 @@ impl Director {
 
     fn kill_hbd(&mut self) -> u64 {
         let hbd = self.hbd.take().unwrap();
-        let at = now_ms();
+        let at = hb_client::unix_ms();
         hbd.signal(rustix::process::Signal::KILL);
         drop(hbd);
         at

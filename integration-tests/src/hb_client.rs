@@ -1,13 +1,35 @@
-//! hbd's event stream (`tandem.hb.v1` `WatchEvents`), collected in the
-//! background so a test or benchmark can wait for an event and read when
-//! hbd says it happened.
+//! hbd's API as tests and benchmarks use it: the cluster view, and the
+//! event stream (`WatchEvents`) collected in the background so a caller can
+//! wait for an event and read when hbd says it happened.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use tandem_proto::hb::v1 as hb;
+
+/// Wall-clock milliseconds since the Unix epoch, as in an event's `unix_ms`.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The cluster view of the hbd serving on `socket` (`GetCluster`).
+pub fn cluster(socket: &Path) -> hb::Cluster {
+    let socket = socket.to_owned();
+    crate::block_on(async move {
+        let channel = tandem_daemon::client::connect_unix(&socket)
+            .await
+            .expect("connecting to hbd");
+        hb::membership_client::MembershipClient::new(channel)
+            .get_cluster(hb::GetClusterRequest {})
+            .await
+            .expect("GetCluster")
+            .into_inner()
+    })
+}
 
 /// Every event one hbd emits from the moment it was started.
 pub struct EventLog {
