@@ -332,6 +332,54 @@ impl Lan {
     }
 }
 
+/// A NAT cluster: a client (203.0.113.2) and a director (203.0.113.1,
+/// holding VIP 203.0.113.10 on `eth0`, forwarding) on the front LAN; the
+/// director (198.51.100.1 on `eth1`) and real servers `real-1`… at
+/// 198.51.100.101… on the back LAN, routed through the director.
+pub struct NatCluster {
+    /// The front LAN.
+    pub front: Lan,
+    /// The back LAN.
+    pub back: Lan,
+    /// The director.
+    pub director: Host,
+    /// The client.
+    pub client: Host,
+    /// The real servers, in address order.
+    pub reals: Vec<Host>,
+}
+
+impl NatCluster {
+    /// Builds the cluster with `reals` real servers (LANs `<label>-f`, `<label>-b`).
+    pub fn new(label: &str, reals: usize) -> Result<Self, NetnsError> {
+        let front = Lan::new(&format!("{label}-f"))?;
+        let back = Lan::new(&format!("{label}-b"))?;
+        let director = front.host("dir", "203.0.113.1/24")?;
+        back.attach(&director.ns, "eth1", "198.51.100.1/24")?;
+        director
+            .ns
+            .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])?;
+        director.ns.set_sysctl("net.ipv4.ip_forward", "1")?;
+        let client = front.host("cli", "203.0.113.2/24")?;
+        let reals = (1..=reals)
+            .map(|i| {
+                let real =
+                    back.host(&format!("real-{i}"), &format!("198.51.100.{}/24", 100 + i))?;
+                real.ns
+                    .ip(&["route", "add", "default", "via", "198.51.100.1"])?;
+                Ok(real)
+            })
+            .collect::<Result<_, NetnsError>>()?;
+        Ok(Self {
+            front,
+            back,
+            director,
+            client,
+            reals,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
-use tandem_integration_tests::netns::{Lan, Netns};
+use tandem_integration_tests::netns::{NatCluster, Netns};
 use tandem_integration_tests::process::{Daemon, socket_in};
 use tandem_integration_tests::servers::{HttpMode, HttpServer, http_spread};
 use tandem_proto::resource::v1 as rpb;
@@ -92,33 +92,13 @@ fn a_failing_real_leaves_the_kernel_table_by_weight_or_removal_and_comes_back() 
         &["ipvsd", "checkd"],
         VM_TIMEOUT,
         || {
-            let front = Lan::new("ckw-f").unwrap();
-            let back = Lan::new("ckw-b").unwrap();
-            let director = front.host("dir", "203.0.113.1/24").unwrap();
-            back.attach(&director.ns, "eth1", "198.51.100.1/24")
-                .unwrap();
-            director
-                .ns
-                .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])
-                .unwrap();
-            director.ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-            let client = front.host("cli", "203.0.113.2/24").unwrap();
-            let mut servers = Vec::new();
-            let mut hosts = Vec::new();
-            for (i, addr) in REALS.iter().enumerate() {
-                let host = back
-                    .host(&format!("real-{i}"), &format!("{addr}/24"))
-                    .unwrap();
-                host.ns
-                    .ip(&["route", "add", "default", "via", "198.51.100.1"])
-                    .unwrap();
-                servers.push(HttpServer::start(
-                    &host.ns,
-                    "0.0.0.0:8080".parse().unwrap(),
-                    None,
-                ));
-                hosts.push(host);
-            }
+            let cluster = NatCluster::new("ckw", REALS.len()).unwrap();
+            let (director, client) = (&cluster.director, &cluster.client);
+            let servers: Vec<HttpServer> = cluster
+                .reals
+                .iter()
+                .map(|real| HttpServer::start(&real.ns, "0.0.0.0:8080".parse().unwrap(), None))
+                .collect();
 
             let dir = tempfile::tempdir().unwrap();
             let _ipvsd = Daemon::start_configured(&director.ns, "ipvsd", dir.path(), &services());

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tandem_integration_tests::guest::run_in_vm;
-use tandem_integration_tests::netns::{Host, Lan, Netns};
+use tandem_integration_tests::netns::{Host, Lan, NatCluster, Netns};
 use tandem_integration_tests::servers::{http_spread, named_http_server};
 use tandem_ipvsd::backend::KernelBackend;
 use tandem_ipvsd::ipvs::types::{Dest, Forward, Protocol, Service, ServiceKey, Tunnel};
@@ -156,31 +156,11 @@ fn nat_spreads_exactly_and_translates_the_port() {
         "nat_spreads_exactly_and_translates_the_port",
         VM_TIMEOUT,
         || {
-            let front = Lan::new("nat-front").unwrap();
-            let back = Lan::new("nat-back").unwrap();
-            let director = front.host("dir", "203.0.113.1/24").unwrap();
-            back.attach(&director.ns, "eth1", "198.51.100.1/24")
-                .unwrap();
-            director
-                .ns
-                .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])
-                .unwrap();
-            director.ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-            let client = front.host("cli", "203.0.113.2/24").unwrap();
-            let names = ["real-1", "real-2", "real-3"];
-            let reals: Vec<Host> = names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let h = back
-                        .host(name, &format!("198.51.100.{}/24", 101 + i))
-                        .unwrap();
-                    h.ns.ip(&["route", "add", "default", "via", "198.51.100.1"])
-                        .unwrap();
-                    named_http_server(&h.ns, 8080, name);
-                    h
-                })
-                .collect();
+            let cluster = NatCluster::new("nat", 3).unwrap();
+            let (director, client, reals) = (&cluster.director, &cluster.client, &cluster.reals);
+            for (real, name) in reals.iter().zip(["real-1", "real-2", "real-3"]) {
+                named_http_server(&real.ns, 8080, name);
+            }
             let vip: IpAddr = "203.0.113.10".parse().unwrap();
             let nat: Vec<_> = reals
                 .iter()

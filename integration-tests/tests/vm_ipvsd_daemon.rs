@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
-use tandem_integration_tests::netns::{Host, Lan, Netns};
+use tandem_integration_tests::netns::{NatCluster, Netns};
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_proto::resource::v1 as rpb;
 
@@ -111,46 +111,13 @@ fn status(socket: &str) -> rpb::ResourceStatus {
     })
 }
 
-/// A NAT cluster: a client and directors on the front LAN (VIP
-/// 203.0.113.10 on the first director), two holding servers on :8080 on the
-/// back LAN routed through the first director.
-struct Nat {
-    front: Lan,
-    back: Lan,
-    director: Host,
-    client: Host,
-    _reals: Vec<Host>,
-}
-
-fn nat(label: &str) -> Nat {
-    let front = Lan::new(&format!("{label}-f")).unwrap();
-    let back = Lan::new(&format!("{label}-b")).unwrap();
-    let director = front.host("dir", "203.0.113.1/24").unwrap();
-    back.attach(&director.ns, "eth1", "198.51.100.1/24")
-        .unwrap();
-    director
-        .ns
-        .ip(&["addr", "add", "203.0.113.10/32", "dev", "eth0"])
-        .unwrap();
-    director.ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let client = front.host("cli", "203.0.113.2/24").unwrap();
-    let mut reals = Vec::new();
-    for (i, name) in ["real-1", "real-2"].into_iter().enumerate() {
-        let h = back
-            .host(name, &format!("198.51.100.{}/24", 101 + i))
-            .unwrap();
-        h.ns.ip(&["route", "add", "default", "via", "198.51.100.1"])
-            .unwrap();
-        holding_server(&h.ns, 8080, name);
-        reals.push(h);
+/// The NAT cluster with two holding servers on :8080.
+fn nat(label: &str) -> NatCluster {
+    let cluster = NatCluster::new(label, 2).unwrap();
+    for (real, name) in cluster.reals.iter().zip(["real-1", "real-2"]) {
+        holding_server(&real.ns, 8080, name);
     }
-    Nat {
-        front,
-        back,
-        director,
-        client,
-        _reals: reals,
-    }
+    cluster
 }
 
 /// Starts ipvsd in `ns` with `config` (written to a file), serving `socket`.
