@@ -371,8 +371,12 @@ fn spawn(
 }
 
 /// Polls `tandemctl hb status` at `dir` until `done` holds of it (15 s).
-fn wait_hb(bins: &Path, dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    poll_ctl(bins, dir, "hbd", &["hb", "status"], what, 15, done)
+/// Waits until the hbd in `dir` shows `node` serving (see [`serving`]).
+fn wait_serving(bins: &Path, dir: &Path, node: &str) -> anyhow::Result<()> {
+    let what = format!("{node} serving");
+    poll_ctl(bins, dir, "hbd", &["hb", "status"], &what, 15, |s| {
+        serving(s, node)
+    })
 }
 
 /// True when `status` (tandemctl hb status) shows `node` ACTIVE and every
@@ -514,13 +518,19 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
             &["--config", &yaml],
         )?;
     }
-    wait_hb(bins, &lb_dir, "the loadbalancer serving", |s| {
-        serving(s, "loadbalancer")
-    })?;
-    wait_hb(bins, &backup_dir, "the backup hearing it", |s| {
-        s.lines()
-            .any(|l| l.starts_with("loadbalancer") && l.contains(" ACTIVE "))
-    })?;
+    wait_serving(bins, &lb_dir, "loadbalancer")?;
+    poll_ctl(
+        bins,
+        &backup_dir,
+        "hbd",
+        &["hb", "status"],
+        "the backup hearing it",
+        15,
+        |s| {
+            s.lines()
+                .any(|l| l.starts_with("loadbalancer") && l.contains(" ACTIVE "))
+        },
+    )?;
     println!("(the loadbalancer's group went STANDBY, then ACTIVE in order: vipd, ipvsd, checkd)");
     ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
     ctl(bins, &backup_dir, "hbd", &["hb", "status"])?;
@@ -585,9 +595,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("hb standby on the loadbalancer (hb_standby): the backup takes the group");
     ctl(bins, &lb_dir, "hbd", &["hb", "standby"])?;
-    wait_hb(bins, &backup_dir, "the backup serving", |s| {
-        serving(s, "backup")
-    })?;
+    wait_serving(bins, &backup_dir, "backup")?;
     ctl(bins, &backup_dir, "hbd", &["hb", "status"])?;
     println!(
         "(the client's entry for the VIP now holds the backup's MAC: it moved without the client asking)"
@@ -603,9 +611,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
 
     step("hb takeover on the loadbalancer (hb_takeover): the group comes back");
     ctl(bins, &lb_dir, "hbd", &["hb", "takeover"])?;
-    wait_hb(bins, &lb_dir, "the loadbalancer serving again", |s| {
-        serving(s, "loadbalancer")
-    })?;
+    wait_serving(bins, &lb_dir, "loadbalancer")?;
     ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
 
     step(
@@ -613,15 +619,11 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
     );
     let blackhole = format!("{UPSTREAM}/32");
     lb.ns.ip(&["route", "add", "blackhole", &blackhole])?;
-    wait_hb(bins, &backup_dir, "the backup serving", |s| {
-        serving(s, "backup")
-    })?;
+    wait_serving(bins, &backup_dir, "backup")?;
     ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
     step("the upstream is back: equal scores, auto_failback returns the group to the loadbalancer");
     lb.ns.ip(&["route", "del", "blackhole", &blackhole])?;
-    wait_hb(bins, &lb_dir, "the loadbalancer serving again", |s| {
-        serving(s, "loadbalancer")
-    })?;
+    wait_serving(bins, &lb_dir, "loadbalancer")?;
     ctl(bins, &lb_dir, "hbd", &["hb", "status"])?;
 
     step(
@@ -635,9 +637,7 @@ fn walk(bins: &Path) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     lb.ns.ip(&["link", "set", "eth0", "down"])?;
-    wait_hb(bins, &backup_dir, "the backup serving", |s| {
-        serving(s, "backup")
-    })?;
+    wait_serving(bins, &backup_dir, "backup")?;
     println!(
         "timeline (backup's hbd log): {}",
         last_timeline(&backup_dir)
