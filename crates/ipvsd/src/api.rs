@@ -285,6 +285,16 @@ impl<C: Connect> Ipvs for IpvsService<C> {
                     .iter()
                     .map(convert::virtual_service_to_wire)
                     .collect(),
+                probe_marks: s
+                    .probe_marks
+                    .iter()
+                    .map(|(&(service, address, port), &mark)| pb::ProbeMark {
+                        service: Some(convert::service_key_to_wire(service)),
+                        address: address.to_string(),
+                        port: u32::from(port),
+                        mark,
+                    })
+                    .collect(),
             })
         });
         let stream =

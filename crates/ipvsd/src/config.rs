@@ -14,6 +14,7 @@ use tandem_daemon::{ConfigError, DaemonConfig, DaemonSettings};
 use crate::check::CheckSpec;
 use crate::field::FieldError;
 use crate::ipvs::types::{Family, Forward, Protocol, ServiceKey};
+use crate::probe_mark::{MarkRange, ProbeMarks, through_vip_refusal};
 use crate::spelling;
 
 /// Schedulers Linux ships (`twos` since 6.7).
@@ -42,6 +43,10 @@ pub struct IpvsdConfig {
     /// so a restart serves what was served. None: API changes last until
     /// the daemon stops.
     pub state_file: Option<PathBuf>,
+    /// The firewall marks of the probe services of `through_vip` checks
+    /// (default 65,536 from 0x7a000000).
+    #[serde(default)]
+    pub probe_marks: MarkRange,
     /// The virtual services.
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
@@ -186,6 +191,7 @@ impl Default for IpvsdConfig {
             drift_check_interval: default_drift_interval(),
             sync: None,
             state_file: None,
+            probe_marks: MarkRange::default(),
             virtual_services: Vec::new(),
         }
     }
@@ -281,9 +287,19 @@ impl DaemonConfig for IpvsdConfig {
                 "must be at least 100ms",
             ));
         }
-        validate_services(&self.virtual_services).map_err(|e| {
+        self.probe_marks.validate().map_err(|e| {
+            ConfigError::invalid(origin, format!("probe_marks.{}", e.field), e.message)
+        })?;
+        let in_services = |e: FieldError| {
             ConfigError::invalid(origin, format!("virtual_services{}", e.field), e.message)
-        })
+        };
+        validate_services(&self.virtual_services).map_err(in_services)?;
+        ProbeMarks::new(self.probe_marks)
+            .assign(&self.virtual_services)
+            .map_err(|e| match e.into_field_error() {
+                e if e.field.starts_with('[') => in_services(e),
+                e => ConfigError::invalid(origin, e.field, e.message),
+            })
     }
 }
 
@@ -426,6 +442,17 @@ impl VirtualService {
             }
             if let Some(check) = &real.check {
                 check.validate().map_err(|e| e.within(&field("check")))?;
+            }
+            let own = real.check.is_some();
+            if let Some(check) = real.check.as_deref().or(vs.check.as_deref())
+                && check.through_vip
+                && let Some(why) = through_vip_refusal(vs, forward, check.kind)
+            {
+                return Err(if own {
+                    bad(&field("check.through_vip"), why)
+                } else {
+                    bad("check.through_vip", format!("real {}: {why}", real.address))
+                });
             }
         }
         if let Some(check) = &vs.check {

@@ -11,7 +11,8 @@
 //! ([`model`]) and the effective weights derived from it ([`effective`]);
 //! the table owner ([`owner`]) that resource transitions and API changes
 //! drive; operator drains ([`drain`]); the state file that keeps API
-//! changes across restarts ([`store`]); and `tandem.ipvs.v1` ([`api`]).
+//! changes across restarts ([`store`]); the probe services of `through_vip`
+//! checks ([`probe_mark`]); and `tandem.ipvs.v1` ([`api`]).
 
 pub mod api;
 pub mod backend;
@@ -24,6 +25,7 @@ pub mod ipvs;
 pub mod model;
 pub mod owner;
 pub mod plan;
+pub mod probe_mark;
 pub mod reconcile;
 pub mod rules;
 pub mod spelling;

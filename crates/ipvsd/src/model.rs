@@ -12,6 +12,7 @@ use crate::config::{RealServer, VirtualService, validate_services};
 use crate::effective::{Drain, Health, RealId, RealState, desired_table};
 use crate::field::FieldError;
 use crate::ipvs::types::ServiceKey;
+use crate::probe_mark::{MarkError, MarkRange, ProbeMarks};
 use crate::store::Stored;
 use crate::table::Table;
 
@@ -43,28 +44,34 @@ pub struct Model {
     /// Shared with published snapshots; copied on write.
     services: Arc<Vec<VirtualService>>,
     states: HashMap<RealId, RealState>,
+    marks: ProbeMarks,
     version: u64,
 }
 
 impl Model {
-    /// A model of `services` (already validated), version 1.
-    pub fn new(services: Vec<VirtualService>) -> Self {
-        Self {
+    /// A model of `services` (already validated), version 1, probe marks
+    /// handed out from `range`.
+    pub fn new(services: Vec<VirtualService>, range: MarkRange) -> Result<Self, MarkError> {
+        let mut marks = ProbeMarks::new(range);
+        marks.assign(&services)?;
+        Ok(Self {
             services: Arc::new(services),
             states: HashMap::new(),
+            marks,
             version: 1,
-        }
+        })
     }
 
     /// A model restored from a state file: its services, and its drained
     /// reals drained (a drain in progress resumes as finished).
-    pub fn restored(stored: Stored) -> Self {
-        let mut model = Self::new(stored.services);
+    pub fn restored(stored: Stored, range: MarkRange) -> Result<Self, MarkError> {
+        let mut model = Self::new(stored.services, range)?;
         for id in stored.drained {
             model.set_drain(id, Drain::Drained { timed_out: false });
         }
-        model.changed();
-        model
+        model.version += 1;
+        model.forget_removed();
+        Ok(model)
     }
 
     /// The reals drained or being drained.
@@ -99,9 +106,28 @@ impl Model {
         self.states.get(id).cloned().unwrap_or_default()
     }
 
-    /// The table the data plane should hold.
+    /// The table the data plane should hold: the services with their
+    /// effective weights, and the probe services of `through_vip` reals.
     pub fn desired(&self) -> Table {
-        desired_table(&self.services, &self.states)
+        let mut table = desired_table(&self.services, &self.states);
+        self.marks.add_probe_services(&self.services, &mut table);
+        table
+    }
+
+    /// The probe marks of the `through_vip` reals.
+    pub fn probe_marks(&self) -> &ProbeMarks {
+        &self.marks
+    }
+
+    /// Takes over the marks of the probe services in `kernel` (read at
+    /// start) so adoption moves no probe service; true when a real's mark
+    /// changed (a new version).
+    pub fn adopt_probe_marks(&mut self, kernel: &Table) -> bool {
+        let changed = self.marks.adopt(&self.services, kernel);
+        if changed {
+            self.version += 1;
+        }
+        changed
     }
 
     /// Every real's id, service by service.
@@ -138,16 +164,17 @@ impl Model {
             Ok(i) => services[i] = vs,
             Err(_) => services.push(vs),
         }
-        self.changed();
-        Ok(())
+        self.changed(|e| match e {
+            MarkError::Reserved { .. } => "service.fwmark".into(),
+            MarkError::Exhausted { .. } => "service.check.through_vip".into(),
+        })
     }
 
     /// Removes the service with `key`.
     pub fn delete_service(&mut self, key: ServiceKey) -> Result<(), ModelError> {
         let i = self.index_of(key)?;
         Arc::make_mut(&mut self.services).remove(i);
-        self.changed();
-        Ok(())
+        self.changed(|_| "service".into())
     }
 
     /// Adds `real` to the service with `key`, or replaces the real with its
@@ -177,8 +204,7 @@ impl Model {
                 None => e.within("service"),
             })?;
         Arc::make_mut(&mut self.services)[i] = vs;
-        self.changed();
-        Ok(())
+        self.changed(|_| "real.check.through_vip".into())
     }
 
     /// Removes the real `address`:`port` (default the service's port).
@@ -202,8 +228,7 @@ impl Model {
                 "real: {key} has no real {address}:{port}"
             )));
         }
-        self.changed();
-        Ok(())
+        self.changed(|_| "real".into())
     }
 
     /// Replaces every service.
@@ -211,8 +236,10 @@ impl Model {
         validate_services(&services)
             .map_err(|e| FieldError::new(format!("services{}", e.field), e.message))?;
         self.services = Arc::new(services);
-        self.changed();
-        Ok(())
+        self.changed(|e| match e {
+            MarkError::Reserved { service, .. } => format!("services[{service}].fwmark"),
+            MarkError::Exhausted { .. } => "services".into(),
+        })
     }
 
     /// Records checkd's verdict on a real. `Ok(true)` when its health
@@ -266,10 +293,19 @@ impl Model {
         self.states.entry(id).or_default().drain = drain;
     }
 
-    /// A structural change: new version, and run-time state of reals no
-    /// longer in the table forgotten.
-    fn changed(&mut self) {
+    /// A structural change: new version, probe marks brought in line, and
+    /// run-time state of reals no longer in the table forgotten. Fails, with
+    /// the field `blame` names, when the marks cannot be handed out.
+    fn changed(&mut self, blame: impl FnOnce(&MarkError) -> String) -> Result<(), ModelError> {
+        self.marks
+            .assign(&self.services)
+            .map_err(|e| FieldError::new(blame(&e), e.to_string()))?;
         self.version += 1;
+        self.forget_removed();
+        Ok(())
+    }
+
+    fn forget_removed(&mut self) {
         let present: std::collections::HashSet<RealId> = self.real_ids().collect();
         self.states.retain(|id, _| present.contains(id));
     }

@@ -16,6 +16,7 @@
 //! - While serving, [`Owner::check_drift`] compares the data plane with the
 //!   desired table and repairs or reports, per config.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +28,11 @@ use tandem_resource::{Health, HookError, ResourceHook, State};
 
 use crate::backend::{Backend, BackendError, Counters};
 use crate::config::{DriftPolicy, IpvsdConfig, VirtualService};
+use crate::effective::RealId;
 use crate::field::FieldError;
 use crate::model::{Model, ModelError};
 use crate::plan::Op;
+use crate::probe_mark::MarkError;
 use crate::reconcile::{Report, reconcile, reconcile_from};
 use crate::store::{Store, StoreError};
 use crate::table::Table;
@@ -71,6 +74,17 @@ pub enum ChangeError {
     Backend(#[from] BackendError),
 }
 
+/// Why the owner could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The state file could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The probe marks cannot be handed out for the table to restore.
+    #[error("probe marks: {0}")]
+    Marks(#[from] MarkError),
+}
+
 impl From<ModelError> for ChangeError {
     fn from(e: ModelError) -> Self {
         match e {
@@ -98,6 +112,9 @@ pub struct Snapshot {
     pub version: u64,
     /// The services (shared with the model until it changes).
     pub services: Arc<Vec<VirtualService>>,
+    /// The probe mark of each `through_vip` real, while the probe services
+    /// are in the data plane (empty while not serving).
+    pub probe_marks: Arc<BTreeMap<RealId, u32>>,
 }
 
 /// A consistent view for status: the model, and the data plane's counters
@@ -133,31 +150,31 @@ pub struct Owner<C: Connect> {
 impl<C: Connect> Owner<C> {
     /// An owner of the table `config` describes (already validated),
     /// keeping no state file.
-    pub fn new(connect: C, config: IpvsdConfig) -> Self {
-        let model = Model::new(config.virtual_services.clone());
-        Self::with(connect, config, model, None)
+    pub fn new(connect: C, config: IpvsdConfig) -> Result<Self, MarkError> {
+        let model = Model::new(config.virtual_services.clone(), config.probe_marks)?;
+        Ok(Self::with(connect, config, model, None))
     }
 
     /// An owner that keeps the table in `config.state_file` (when set),
     /// starting from what the file holds if it grew from the config's
     /// current services.
-    pub fn restore(connect: C, config: IpvsdConfig) -> Result<Self, StoreError> {
+    pub fn restore(connect: C, config: IpvsdConfig) -> Result<Self, StartError> {
         let Some(path) = &config.state_file else {
-            return Ok(Self::new(connect, config));
+            return Ok(Self::new(connect, config)?);
         };
         let store = Store::new(path, &config.virtual_services);
         let model = match store.load()? {
             Some(stored) => {
                 tracing::info!(file = %path.display(), services = stored.services.len(), drained = stored.drained.len(), "table restored from the state file");
-                Model::restored(stored)
+                Model::restored(stored, config.probe_marks)?
             }
-            None => Model::new(config.virtual_services.clone()),
+            None => Model::new(config.virtual_services.clone(), config.probe_marks)?,
         };
         Ok(Self::with(connect, config, model, Some(store)))
     }
 
     fn with(connect: C, config: IpvsdConfig, model: Model, store: Option<Store>) -> Self {
-        let (published, _) = watch::channel(Arc::new(snapshot(&model)));
+        let (published, _) = watch::channel(Arc::new(snapshot(&model, false)));
         Self {
             connect,
             inner: tokio::sync::Mutex::new(Inner {
@@ -420,13 +437,23 @@ impl<C: Connect> Owner<C> {
     }
 
     fn commit(&self, inner: &mut Inner<C::Backend>, next: Model) {
-        let republish = next.version() != inner.model.version();
         inner.model = next;
         save(inner);
-        if republish {
-            self.published
-                .send_replace(Arc::new(snapshot(&inner.model)));
-        }
+        self.publish(inner);
+    }
+
+    /// Tells `Watch` subscribers, if the services or the probe marks in
+    /// the data plane changed.
+    fn publish(&self, inner: &Inner<C::Backend>) {
+        let next = snapshot(&inner.model, inner.serving);
+        self.published.send_if_modified(|current| {
+            let changed =
+                current.version != next.version || current.probe_marks != next.probe_marks;
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
     }
 }
 
@@ -440,10 +467,16 @@ fn save<B>(inner: &Inner<B>) {
     }
 }
 
-fn snapshot(model: &Model) -> Snapshot {
+fn snapshot(model: &Model, serving: bool) -> Snapshot {
+    let probe_marks = if serving {
+        model.probe_marks().by_real().clone()
+    } else {
+        BTreeMap::new()
+    };
     Snapshot {
         version: model.version(),
         services: model.shared_services(),
+        probe_marks: Arc::new(probe_marks),
     }
 }
 
@@ -487,10 +520,14 @@ impl<C: Connect> ResourceHook for Owner<C> {
         let fail = |e: &dyn std::fmt::Display| HookError(e.to_string());
         match to {
             State::Standby | State::Active => {
-                let desired = inner.model.desired();
                 let backend = backend(&self.connect, &mut inner.backend)
                     .await
                     .map_err(|e| fail(&e))?;
+                if !inner.serving {
+                    let found = backend.read().await.map_err(|e| fail(&e))?;
+                    inner.model.adopt_probe_marks(&found);
+                }
+                let desired = inner.model.desired();
                 let plan = apply_or_restore(backend, &desired, false)
                     .await
                     .map_err(|e| fail(&e))?;
@@ -501,9 +538,11 @@ impl<C: Connect> ResourceHook for Owner<C> {
                     .await
                     .map_err(|e| HookError(format!("sync daemon: {e}")))?;
                 inner.serving = true;
+                self.publish(inner);
             }
             State::Stopped => {
                 inner.serving = false;
+                self.publish(inner);
                 let backend = backend(&self.connect, &mut inner.backend)
                     .await
                     .map_err(|e| fail(&e))?;

@@ -27,7 +27,7 @@ fn service(yaml: &str) -> (IpvsService<SharedRecording>, SharedRecording) {
     let config: IpvsdConfig =
         tandem_daemon::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
     let fake = SharedRecording::default();
-    let machine = ResourceMachine::new("ipvsd", Owner::new(fake.clone(), config));
+    let machine = ResourceMachine::new("ipvsd", Owner::new(fake.clone(), config).unwrap());
     (IpvsService::new(machine, CancellationToken::new()), fake)
 }
 

@@ -18,7 +18,7 @@ virtual_services:
 
 fn model() -> Model {
     let c: IpvsdConfig = tandem_daemon::config::parse(std::path::Path::new("m.yaml"), WEB).unwrap();
-    Model::new(c.virtual_services)
+    Model::new(c.virtual_services, c.probe_marks).unwrap()
 }
 
 fn key(m: &Model) -> ServiceKey {

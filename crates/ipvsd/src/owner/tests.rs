@@ -25,7 +25,7 @@ fn config(yaml: &str) -> IpvsdConfig {
 
 fn owner(yaml: &str) -> (Owner<Shared>, Shared) {
     let fake = Shared::default();
-    (Owner::new(fake.clone(), config(yaml)), fake)
+    (Owner::new(fake.clone(), config(yaml)).unwrap(), fake)
 }
 
 #[tokio::test]
@@ -294,4 +294,72 @@ async fn the_health_check_reports_drift_and_the_sync_backups_connections() {
         detail,
         "kernel table differs by 1 operations (drift: report); the sync daemon is not running"
     );
+}
+
+const THROUGH_VIP: &str = "
+probe_marks: {first: 100, count: 8}
+virtual_services:
+  - address: 198.51.100.10
+    port: 80
+    scheduler: rr
+    forward: route
+    check: {type: tcp, through_vip: true}
+    reals:
+      - address: 198.51.100.101
+      - address: 198.51.100.102
+";
+
+#[tokio::test]
+async fn probe_marks_are_published_only_while_their_services_are_in_the_kernel() {
+    let (owner, fake) = owner(THROUGH_VIP);
+    let mut rx = owner.subscribe();
+    assert!(rx.borrow_and_update().probe_marks.is_empty(), "STOPPED");
+    owner.enter(State::Stopped, State::Standby).await.unwrap();
+    assert!(rx.has_changed().unwrap());
+    let marks: Vec<u32> = rx
+        .borrow_and_update()
+        .probe_marks
+        .values()
+        .copied()
+        .collect();
+    assert_eq!(marks, [100, 101]);
+    assert_eq!(fake.0.lock().await.table.services.len(), 3);
+    owner.enter(State::Standby, State::Stopped).await.unwrap();
+    assert!(rx.borrow_and_update().probe_marks.is_empty());
+    assert!(fake.0.lock().await.table.services.is_empty());
+}
+
+#[tokio::test]
+async fn a_restart_adopts_the_probe_marks_in_the_kernel_and_moves_nothing() {
+    let (first, fake) = owner(THROUGH_VIP);
+    first.enter(State::Stopped, State::Standby).await.unwrap();
+    // A later real took mark 100 while 101 had 101; then the first real went.
+    first
+        .change(false, |m| {
+            m.delete_real(seed_key(), "198.51.100.101".parse().unwrap(), None)
+        })
+        .await
+        .unwrap();
+    first
+        .change(false, |m| m.put_real(seed_key(), real("198.51.100.103")))
+        .await
+        .unwrap();
+    let before = fake.0.lock().await.table.clone();
+    let ops_before = fake.0.lock().await.applied.len();
+    // Restarted with the table as it now is: config order would hand out
+    // 100 to .102, but the kernel has .102 on 101.
+    let mut yaml = THROUGH_VIP.replace("      - address: 198.51.100.101\n", "");
+    yaml.push_str("      - address: 198.51.100.103\n");
+    let second = Owner::new(fake.clone(), config(&yaml)).unwrap();
+    second.enter(State::Stopped, State::Standby).await.unwrap();
+    let f = fake.0.lock().await;
+    assert_eq!(
+        f.applied.len(),
+        ops_before,
+        "adoption issued {:?}",
+        &f.applied[ops_before..]
+    );
+    assert_eq!(f.table, before);
+    let marks = second.subscribe().borrow().probe_marks.clone();
+    assert_eq!(marks.values().copied().collect::<Vec<_>>(), [101, 100]);
 }
