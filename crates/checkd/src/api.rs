@@ -167,6 +167,7 @@ fn target_to_wire(view: &TargetView) -> pb::Target {
         key: Some(key_to_wire(&target.key)),
         service_name: target.service_name.clone(),
         check: Some(check),
+        probe_mark: target.mark.unwrap_or(0),
         health: health(view.health),
         probed_health: health(view.probed),
         r#override: r#override.into(),

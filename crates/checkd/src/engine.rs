@@ -493,6 +493,7 @@ pub fn probe_thread() -> std::io::Result<Handle> {
 fn same_target(a: &Target, b: &Target) -> bool {
     a.spec == b.spec
         && a.addr == b.addr
+        && a.mark == b.mark
         && a.virtual_addr == b.virtual_addr
         && a.service_name == b.service_name
 }

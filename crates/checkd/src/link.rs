@@ -4,11 +4,13 @@
 //! `reconnect_max`) and, once back, reports every target's health again,
 //! so nothing decided while it was away is lost.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tandem_daemon::client::connect_unix;
 use tandem_ipvsd::api::convert;
+use tandem_ipvsd::effective::RealId;
 use tandem_proto::ipvs::v1 as pb;
 use tandem_proto::ipvs::v1::ipvs_client::IpvsClient;
 use tandem_resource::{Health as ResourceHealth, ResourceMachine, StateOnly};
@@ -140,5 +142,33 @@ fn targets_of_snapshot(snapshot: &pb::TableSnapshot) -> Vec<Target> {
             }
         })
         .collect();
-    targets_of(&services)
+    targets_of(&services, &probe_marks_of_snapshot(snapshot))
+}
+
+/// The probe marks of a `Watch` snapshot; an unreadable one is logged and
+/// skipped (its target then says it cannot be probed).
+fn probe_marks_of_snapshot(snapshot: &pb::TableSnapshot) -> BTreeMap<RealId, u32> {
+    snapshot
+        .probe_marks
+        .iter()
+        .filter_map(|m| {
+            let read = || -> Result<RealId, String> {
+                let service = convert::required_key("service", m.service.as_ref())
+                    .map_err(|e| e.to_string())?;
+                let address = m
+                    .address
+                    .parse()
+                    .map_err(|_| format!("address: `{}` is not an IP address", m.address))?;
+                let port = u16::try_from(m.port).map_err(|_| format!("port: {} is not a port", m.port))?;
+                Ok((service, address, port))
+            };
+            match read() {
+                Ok(id) => Some((id, m.mark)),
+                Err(error) => {
+                    tracing::error!(%error, mark = m.mark, "unreadable probe mark in ipvsd's table; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
 }

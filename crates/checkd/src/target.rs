@@ -2,6 +2,7 @@
 //! force (the real's own, else its service's, else a TCP connect) turned
 //! into a ready-to-run [`Plan`] with its defaults filled in.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +13,7 @@ use tandem_ipvsd::check::{
     CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
 };
 use tandem_ipvsd::config::{RealServer, VirtualService};
-use tandem_ipvsd::effective::Health;
+use tandem_ipvsd::effective::{Health, RealId};
 use tandem_ipvsd::ipvs::types::ServiceKey;
 
 use crate::expect::Expect;
@@ -131,10 +132,14 @@ pub struct Target {
     pub service_name: String,
     /// The virtual address and port (none for a firewall-mark service).
     pub virtual_addr: Option<SocketAddr>,
-    /// Where probes go: the real's address and the check's port.
+    /// Where probes go: the real's address and the check's port, or for a
+    /// `through_vip` check the VIP's address and the check's port.
     pub addr: SocketAddr,
     /// Source address of probes.
     pub source: Option<IpAddr>,
+    /// The firewall mark of the real's probe service, set on the probe's
+    /// socket so the kernel forwards it to this real (`through_vip`).
+    pub mark: Option<u32>,
     /// The spec as written (for the API).
     pub spec: CheckSpec,
     /// Interval, timeout, rise, fall.
@@ -144,8 +149,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// Builds the target for `real` of `service`.
-    pub fn new(service: &VirtualService, real: &RealServer) -> Option<Self> {
+    /// Builds the target for `real` of `service`; `marks` are the probe
+    /// marks ipvsd published.
+    pub fn new(
+        service: &VirtualService,
+        real: &RealServer,
+        marks: &BTreeMap<RealId, u32>,
+    ) -> Option<Self> {
         let service_key = service.key()?;
         let port = service.real_port(real);
         let key = TargetKey {
@@ -170,13 +180,24 @@ impl Target {
             rise: spec.rise.unwrap_or(DEFAULT_RISE_FALL),
             fall: spec.fall.unwrap_or(DEFAULT_RISE_FALL),
         };
-        let plan = plan_of(&spec, real.address, probe_port);
+        let mark = marks.get(&(service_key, real.address, port)).copied();
+        let (address, plan) = match (spec.through_vip, mark, virtual_addr) {
+            (false, ..) => (real.address, plan_of(&spec, real.address, probe_port)),
+            (true, Some(_), Some(vip)) => (vip.ip(), plan_of(&spec, vip.ip(), probe_port)),
+            (true, ..) => (
+                real.address,
+                Plan::Unprobeable(
+                    "not probed: through_vip needs ipvsd's probe service, in the kernel only while STANDBY or ACTIVE".into(),
+                ),
+            ),
+        };
         Some(Self {
             key,
             service_name: service.display_name(),
             virtual_addr,
-            addr: SocketAddr::new(real.address, probe_port),
+            addr: SocketAddr::new(address, probe_port),
             source: spec.source,
+            mark: mark.filter(|_| spec.through_vip),
             spec,
             timing,
             plan,
@@ -199,14 +220,17 @@ impl Target {
     }
 }
 
-/// Every target of a table, in table order.
-pub fn targets_of(services: &[VirtualService]) -> Vec<Target> {
+/// Every target of a table, in table order, with the probe marks ipvsd
+/// published.
+pub fn targets_of(services: &[VirtualService], marks: &BTreeMap<RealId, u32>) -> Vec<Target> {
     services
         .iter()
-        .flat_map(|vs| vs.reals.iter().filter_map(|r| Target::new(vs, r)))
+        .flat_map(|vs| vs.reals.iter().filter_map(|r| Target::new(vs, r, marks)))
         .collect()
 }
 
+/// The probe of `spec` against `address` (the real's, or the VIP for a
+/// `through_vip` check: the default `Host` and TLS name follow it).
 fn plan_of(spec: &CheckSpec, address: IpAddr, port: u16) -> Plan {
     let expect = match spec
         .receive
@@ -225,9 +249,6 @@ fn plan_of(spec: &CheckSpec, address: IpAddr, port: u16) -> Plan {
         return Plan::Unprobeable(
             "not probed: the real has no port (firewall-mark service): set check.port".into(),
         );
-    }
-    if spec.through_vip {
-        return Plan::Unprobeable("not probed: through_vip probes are not implemented yet".into());
     }
     match spec.kind {
         CheckType::Tcp => Plan::Tcp {
@@ -326,3 +347,6 @@ fn http_plan(
         tls: (spec.kind == CheckType::Https).then_some(spec.verify_tls),
     })
 }
+
+#[cfg(test)]
+mod tests;

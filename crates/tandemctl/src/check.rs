@@ -162,12 +162,16 @@ pub fn render(reply: &pb::ListTargetsResponse) -> String {
             (Some(_), Some(f)) => format!("ok (last failure: {})", f.reason),
             (Some(_), None) => "ok".to_owned(),
         };
+        let kind = match t.probe_mark {
+            0 => check_type(t.check.as_ref()).to_owned(),
+            _ => format!("{}+vip", check_type(t.check.as_ref())),
+        };
         let _ = writeln!(
             out,
             "{:<16} {:<29} {:<8} {:<7} {:<7} {:<11} {:>9}  {last}",
             t.service_name,
             key_text(t.key.as_ref()),
-            check_type(t.check.as_ref()),
+            kind,
             health_name(t.health()),
             health_name(t.probed_health()),
             override_name(t.r#override()),

@@ -33,6 +33,12 @@ pub struct VipdConfig {
     /// not. Put back to its old value at STOPPED.
     #[serde(default)]
     pub ip_forward: bool,
+    /// Interfaces that accept packets from a local address while STANDBY
+    /// or ACTIVE (`accept_local=1`): those facing DR/TUN reals that checkd
+    /// probes `through_vip`, whose answers come from the VIP. Put back at
+    /// STOPPED.
+    #[serde(default)]
+    pub accept_local: Vec<String>,
     /// The state vipd moves itself to at start, before any hbd speaks:
     /// `standby` on a plain real server that runs no hbd.
     #[serde(default)]
@@ -63,6 +69,7 @@ impl Default for VipdConfig {
             announce: AnnounceSettings::default(),
             real_server: None,
             ip_forward: false,
+            accept_local: Vec::new(),
             initial_state: InitialState::default(),
             state_file: default_state_file(),
             verify_interval: default_verify_interval(),
@@ -255,6 +262,14 @@ impl DaemonConfig for VipdConfig {
                 check_interface(name).map_err(|e| {
                     invalid(format!("real_server.arp_interfaces[{i}]"), e.to_string())
                 })?;
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, name) in self.accept_local.iter().enumerate() {
+            let field = format!("accept_local[{i}]");
+            check_interface(name).map_err(|e| invalid(field.clone(), e.to_string()))?;
+            if !seen.insert(name) {
+                return Err(invalid(field, format!("{name} is listed twice")));
             }
         }
         if self.initial_state == InitialState::Standby && self.real_server.is_none() {

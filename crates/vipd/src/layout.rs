@@ -8,6 +8,8 @@
 //! - STANDBY: no director VIP; in real-server mode the VIPs on `lo` or the
 //!   tunnel device with ARP hidden (the seed's `IPaddr stop`, then
 //!   `lvs stop`). Forwarding is left as it is.
+//! - Both: `accept_local` on the configured interfaces (answers to
+//!   checkd's `through_vip` probes come from the VIP).
 //! - STOPPED: nothing of vipd's on the host; every sysctl back.
 
 use tandem_resource::State;
@@ -149,12 +151,22 @@ pub fn forwarding_sysctls(config: &VipdConfig) -> Vec<(String, String)> {
     keys
 }
 
+/// The `accept_local` sysctls, set while STANDBY and ACTIVE: a
+/// `through_vip` probe's answer comes from the VIP, a local address.
+pub fn accept_local_sysctls(config: &VipdConfig) -> Vec<(String, String)> {
+    config
+        .accept_local
+        .iter()
+        .map(|name| (format!("net/ipv4/conf/{name}/accept_local"), "1".to_owned()))
+        .collect()
+}
+
 /// The host's shape for resource state `state`.
 pub fn layout(config: &VipdConfig, state: State) -> Layout {
     match state {
         State::Active => Layout {
             addresses: director_addresses(config),
-            sysctls: forwarding_sysctls(config),
+            sysctls: [forwarding_sysctls(config), accept_local_sysctls(config)].concat(),
             restore: Restore::Keys(
                 real_server_sysctls(config)
                     .into_iter()
@@ -166,7 +178,7 @@ pub fn layout(config: &VipdConfig, state: State) -> Layout {
         },
         State::Standby => Layout {
             addresses: real_server_addresses(config),
-            sysctls: real_server_sysctls(config),
+            sysctls: [real_server_sysctls(config), accept_local_sysctls(config)].concat(),
             restore: Restore::Keys(Vec::new()),
             links_up: tunnel_links(config),
             announce: false,

@@ -9,7 +9,7 @@ use crate::target::targets_of;
 
 fn targets(yaml: &str) -> Vec<Target> {
     let config: IpvsdConfig = tandem_daemon::config::parse(Path::new("t.yaml"), yaml).unwrap();
-    targets_of(&config.virtual_services)
+    targets_of(&config.virtual_services, &std::collections::BTreeMap::new())
 }
 
 fn engine() -> Engine {

@@ -2,18 +2,15 @@
 //! NOERROR, and a record of the asked type (containing `receive`, if given,
 //! in its text form: `198.51.100.21`, `mail.example.org.`).
 
-use std::net::{IpAddr, SocketAddr};
-
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::{ProbeError, io_error};
+use super::{Dial, ProbeError, io_error};
 use crate::expect::Expect;
 
-/// Queries `name`/`record_type` at `addr`.
+/// Queries `name`/`record_type` where `dial` says.
 pub async fn probe(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
+    dial: &Dial,
     name: &Name,
     record_type: RecordType,
     expect: Option<&Expect>,
@@ -26,7 +23,7 @@ pub async fn probe(
         .to_vec()
         .map_err(|e| ProbeError::Unprobeable(format!("query: {e}")))?;
 
-    let socket = super::udp::connect(addr, source).await?;
+    let socket = super::udp::connect(dial).await?;
     socket.send(&bytes).await.map_err(io_error("send"))?;
     let mut buf = vec![0u8; 65_535];
     loop {

@@ -3,7 +3,6 @@
 //! then the status, then at most `max_body` bytes of body for `receive`.
 //! HTTPS sends SNI when the host is a name; verification is a switch.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
-use super::ProbeError;
+use super::{Dial, ProbeError};
 use crate::target::HttpPlan;
 
 const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
@@ -119,14 +118,9 @@ impl ServerCertVerifier for TrustAny {
     }
 }
 
-/// One request to `addr` as `plan` says.
-pub async fn probe(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-    plan: &HttpPlan,
-    tls: &TlsConfigs,
-) -> Result<(), ProbeError> {
-    let tcp = super::tcp::connect(addr, source).await?;
+/// One request where `dial` says, as `plan` says.
+pub async fn probe(dial: &Dial, plan: &HttpPlan, tls: &TlsConfigs) -> Result<(), ProbeError> {
+    let tcp = super::tcp::connect(dial).await?;
     match plan.tls {
         None => exchange(tcp, plan).await,
         Some(verify) => {

@@ -10,6 +10,7 @@ mod tcp;
 mod udp;
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,31 @@ impl From<tandem_icmp::EchoError> for ProbeError {
     }
 }
 
+/// Where a probe's socket connects, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Dial {
+    /// The peer: the real, or the VIP for a `through_vip` probe.
+    pub addr: SocketAddr,
+    /// The local address to bind, if given.
+    pub source: Option<IpAddr>,
+    /// A firewall mark for the socket: the probe service's, which sends a
+    /// connection to the VIP to one real.
+    pub mark: Option<u32>,
+}
+
+impl Dial {
+    /// Marks `socket` (before it connects), if a mark is wanted. Needs
+    /// CAP_NET_ADMIN, which checkd's unit grants.
+    fn mark<S: std::os::fd::AsFd>(&self, socket: &S) -> Result<(), ProbeError> {
+        match self.mark {
+            Some(mark) => socket2::SockRef::from(socket)
+                .set_mark(mark)
+                .map_err(io_error("set the probe mark (needs CAP_NET_ADMIN)")),
+            None => Ok(()),
+        }
+    }
+}
+
 fn io_error(stage: &'static str) -> impl FnOnce(io::Error) -> ProbeError {
     move |source| ProbeError::Io { stage, source }
 }
@@ -114,19 +140,21 @@ impl Prober {
     }
 
     async fn probe_unbounded(&self, target: &Target) -> Result<(), ProbeError> {
-        let (addr, source) = (target.addr, target.source);
+        let dial = Dial {
+            addr: target.addr,
+            source: target.source,
+            mark: target.mark,
+        };
         match &target.plan {
-            Plan::Tcp { send, expect } => {
-                tcp::probe(addr, source, send.as_deref(), expect.as_ref()).await
-            }
-            Plan::Http(plan) => http::probe(addr, source, plan, &self.tls).await,
-            Plan::Udp { send, expect } => udp::probe(addr, source, send, expect.as_ref()).await,
+            Plan::Tcp { send, expect } => tcp::probe(&dial, send.as_deref(), expect.as_ref()).await,
+            Plan::Http(plan) => http::probe(&dial, plan, &self.tls).await,
+            Plan::Udp { send, expect } => udp::probe(&dial, send, expect.as_ref()).await,
             Plan::Dns {
                 name,
                 record_type,
                 expect,
-            } => dns::probe(addr, source, name, *record_type, expect.as_ref()).await,
-            Plan::Icmp => tandem_icmp::echo(addr.ip(), source)
+            } => dns::probe(&dial, name, *record_type, expect.as_ref()).await,
+            Plan::Icmp => tandem_icmp::echo(dial.addr.ip(), dial.source)
                 .await
                 .map_err(ProbeError::from),
             Plan::External { command } => external::probe(command, target).await,

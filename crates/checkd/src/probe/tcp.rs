@@ -2,41 +2,41 @@
 //! send bytes, then read until the reply contains what is expected (SMTP,
 //! POP, IMAP and FTP banners).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{ProbeError, io_error};
+use super::{Dial, ProbeError, io_error};
 use crate::expect::Expect;
 
 /// Most of a reply read while looking for the expected text.
 const MAX_REPLY: usize = 65_536;
 
-/// A TCP connection to `addr`, from `source` if given.
-pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, ProbeError> {
-    let socket = match addr {
+/// A TCP connection as `dial` says.
+pub async fn connect(dial: &Dial) -> Result<TcpStream, ProbeError> {
+    let socket = match dial.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
     }
     .map_err(ProbeError::Connect)?;
-    if let Some(source) = source {
+    dial.mark(&socket)?;
+    if let Some(source) = dial.source {
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(ProbeError::Connect)?;
     }
     // No TCP_NODELAY: every probe sends its request in one write.
-    socket.connect(addr).await.map_err(ProbeError::Connect)
+    socket.connect(dial.addr).await.map_err(ProbeError::Connect)
 }
 
 /// Connects; sends `send`; reads until `expect` is met.
 pub async fn probe(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
+    dial: &Dial,
     send: Option<&[u8]>,
     expect: Option<&Expect>,
 ) -> Result<(), ProbeError> {
-    let mut stream = connect(addr, source).await?;
+    let mut stream = connect(dial).await?;
     if let Some(bytes) = send {
         stream.write_all(bytes).await.map_err(io_error("send"))?;
     }

@@ -5,30 +5,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::net::UdpSocket;
 
-use super::{ProbeError, io_error};
+use super::{Dial, ProbeError, io_error};
 use crate::expect::Expect;
 
-/// A UDP socket connected to `addr`, bound to `source` if given.
-pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<UdpSocket, ProbeError> {
-    let local = source.unwrap_or(match addr {
+/// A UDP socket connected as `dial` says.
+pub async fn connect(dial: &Dial) -> Result<UdpSocket, ProbeError> {
+    let local = dial.source.unwrap_or(match dial.addr {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     });
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))
         .await
         .map_err(ProbeError::Connect)?;
-    socket.connect(addr).await.map_err(ProbeError::Connect)?;
+    dial.mark(&socket)?;
+    socket
+        .connect(dial.addr)
+        .await
+        .map_err(ProbeError::Connect)?;
     Ok(socket)
 }
 
 /// Sends `send`; the first reply must satisfy `expect` (any reply if none).
-pub async fn probe(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-    send: &[u8],
-    expect: Option<&Expect>,
-) -> Result<(), ProbeError> {
-    let socket = connect(addr, source).await?;
+pub async fn probe(dial: &Dial, send: &[u8], expect: Option<&Expect>) -> Result<(), ProbeError> {
+    let socket = connect(dial).await?;
     socket.send(send).await.map_err(io_error("send"))?;
     let mut reply = vec![0u8; 65_536];
     let n = socket.recv(&mut reply).await.map_err(io_error("receive"))?;

@@ -46,6 +46,7 @@ impl FakeHost {
             "net/ipv4/conf/all/rp_filter",
             "net/ipv4/conf/tunl0/rp_filter",
             "net/ipv4/ip_forward",
+            "net/ipv4/conf/eth0/accept_local",
             "net/ipv6/conf/eth0/disable_ipv6",
             "net/ipv6/conf/all/forwarding",
             "net/ipv6/conf/ip6tnl0/disable_ipv6",
@@ -209,6 +210,23 @@ fn the_seed_cycle_places_addresses_and_puts_every_sysctl_back() {
     assert_eq!(host.world(), original);
     assert_eq!(journal, Journal::default());
     assert!(!path.exists());
+}
+
+#[test]
+fn accept_local_is_on_while_standby_and_active_and_put_back_at_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vipd.state");
+    let host = FakeHost::new(None);
+    let original = host.world();
+    let config = config(&format!("{SEED}accept_local: [eth0]\n"));
+    let mut journal = Journal::default();
+    let key = "net/ipv4/conf/eth0/accept_local";
+    for state in [State::Standby, State::Active] {
+        apply(&host, &layout(&config, state), &mut journal, &path).unwrap();
+        assert_eq!(host.world().sysctls[key], "1", "{state}");
+    }
+    apply(&host, &layout(&config, State::Stopped), &mut journal, &path).unwrap();
+    assert_eq!(host.world(), original);
 }
 
 #[test]

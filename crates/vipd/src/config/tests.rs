@@ -51,6 +51,8 @@ fn bad_input_names_the_field() {
         ),
         ("real_server:\n  mode: hidden\n", "unknown variant"),
         ("initial_state: standby\n", "initial_state"),
+        ("accept_local: [eth1, eth1]\n", "accept_local[1]"),
+        ("accept_local: [\"eth1/x\"]\n", "accept_local[0]"),
         (
             "addresses:\n  - address: 198.51.100.10/24\n    interface: eth0\n    colour: red\n",
             "colour",
