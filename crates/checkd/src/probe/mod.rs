@@ -10,7 +10,7 @@ mod tcp;
 mod udp;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +112,20 @@ impl Dial {
     }
 }
 
+/// The address this host sends from toward `real`: the source of a
+/// through-VIP probe that has none configured (from the VIP itself the
+/// real's answer would stay on the real). A route lookup; nothing is sent.
+fn source_toward(real: IpAddr) -> Result<IpAddr, ProbeError> {
+    let any = match real {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let stage = "find the source address toward the real";
+    let socket = std::net::UdpSocket::bind((any, 0)).map_err(io_error(stage))?;
+    socket.connect((real, 9)).map_err(io_error(stage))?;
+    Ok(socket.local_addr().map_err(io_error(stage))?.ip())
+}
+
 fn io_error(stage: &'static str) -> impl FnOnce(io::Error) -> ProbeError {
     move |source| ProbeError::Io { stage, source }
 }
@@ -140,9 +154,13 @@ impl Prober {
     }
 
     async fn probe_unbounded(&self, target: &Target) -> Result<(), ProbeError> {
+        let source = match (target.mark, target.source) {
+            (Some(_), None) => Some(source_toward(target.key.address)?),
+            (_, source) => source,
+        };
         let dial = Dial {
             addr: target.addr,
-            source: target.source,
+            source,
             mark: target.mark,
         };
         match &target.plan {

@@ -1,0 +1,236 @@
+//! `through_vip` checks in the kernel VM: a DR director (ipvsd ACTIVE, vipd
+//! ACTIVE with `accept_local` on the reals' side, checkd) and two DR real
+//! servers with the VIP on `lo`. Each real of the `:80` service is probed
+//! through the VIP by way of its own probe service (a firewall mark); the
+//! `:81` service checks the same reals the classic way, at their own
+//! address. A real that loses the VIP from `lo` still answers at its own
+//! address but blackholes client traffic: the through-VIP check takes it
+//! out of `:80` while the classic check keeps calling it healthy; with the
+//! VIP back it returns.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tandem_integration_tests::block_on;
+use tandem_integration_tests::guest::run_in_vm_with;
+use tandem_integration_tests::netns::{NatCluster, Netns};
+use tandem_integration_tests::process::{Daemon, socket_in};
+use tandem_integration_tests::servers::{HttpServer, http_spread};
+use tandem_proto::check::v1 as cpb;
+use tandem_proto::resource::v1 as rpb;
+
+const VM_TIMEOUT: Duration = Duration::from_secs(300);
+const REALS: [&str; 2] = ["198.51.100.101", "198.51.100.102"];
+const VIP: &str = "203.0.113.10";
+
+/// ipvsd's config: the two DR reals behind `:80`, checked through the VIP,
+/// and behind `:81`, checked at their own address; both non-quiescent.
+fn services() -> String {
+    let mut config = String::from("virtual_services:\n");
+    for (name, port, through_vip) in [("vip", 80, true), ("classic", 81, false)] {
+        config.push_str(&format!(
+            "  - name: {name}\n    address: {VIP}\n    port: {port}\n    scheduler: rr\n    forward: route\n    \
+             quiescent: false\n    \
+             check:\n      type: http\n      port: 80\n      through_vip: {through_vip}\n      \
+             interval: 200ms\n      timeout: 150ms\n      rise: 2\n      fall: 2\n    \
+             reals:\n"
+        ));
+        for real in REALS {
+            config.push_str(&format!("      - address: {real}\n"));
+        }
+    }
+    config
+}
+
+fn transition(socket: &Path) {
+    block_on(async {
+        let channel = tandem_daemon::client::connect_unix(socket).await.unwrap();
+        rpb::resource_client::ResourceClient::new(channel)
+            .transition(rpb::TransitionRequest {
+                target: rpb::State::Active.into(),
+                epoch: 1,
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Each target's health and last probe, by `service real`, e.g.
+/// `vip 198.51.100.101` → (UP, "ok", mark).
+fn targets(socket: &Path) -> BTreeMap<String, (String, String, u32)> {
+    let reply = block_on(async {
+        let channel = tandem_daemon::client::connect_unix(socket).await.unwrap();
+        cpb::check_client::CheckClient::new(channel)
+            .list_targets(cpb::ListTargetsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    reply
+        .targets
+        .iter()
+        .map(|t| {
+            let last = t.last.as_ref().map_or("not probed".to_owned(), |l| {
+                if l.ok { "ok".into() } else { l.reason.clone() }
+            });
+            let address = t.key.as_ref().unwrap().address.clone();
+            (
+                format!("{} {address}", t.service_name),
+                (t.health().as_str_name().to_owned(), last, t.probe_mark),
+            )
+        })
+        .collect()
+}
+
+fn kernel_table(director: &Netns) -> String {
+    let out = director.command("ipvsadm").args(["-Ln"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The reals the kernel lists under `TCP VIP:port`.
+fn kernel_reals(director: &Netns, port: u16) -> Vec<String> {
+    let table = kernel_table(director);
+    let header = format!("TCP  {VIP}:{port} ");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with(&header))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("->"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect()
+}
+
+/// Waits up to 10 s for `done`; panics with the targets, the kernel table
+/// and the logs if it never holds.
+fn wait(what: &str, director: &Netns, dir: &Path, mut done: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    panic!(
+        "never: {what}\n{:#?}\n{}\n--- checkd.log\n{}\n--- ipvsd.log\n{}",
+        targets(&socket_in(dir, "checkd")),
+        kernel_table(director),
+        log("checkd.log"),
+        log("ipvsd.log")
+    );
+}
+
+/// A DR real server: the VIP on `lo`, hidden from ARP.
+fn hold_vip(real: &Netns) {
+    for key in ["all", "eth0"] {
+        real.set_sysctl(&format!("net.ipv4.conf.{key}.arp_ignore"), "1")
+            .unwrap();
+        real.set_sysctl(&format!("net.ipv4.conf.{key}.arp_announce"), "2")
+            .unwrap();
+    }
+    real.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+        .unwrap();
+}
+
+#[test]
+fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
+    run_in_vm_with(
+        "a_real_that_blackholes_the_vip_fails_its_through_vip_check_only",
+        &["ipvsd", "checkd", "vipd"],
+        VM_TIMEOUT,
+        || {
+            let cluster = NatCluster::new("ctv", REALS.len()).unwrap();
+            let (director, client) = (&cluster.director.ns, &cluster.client.ns);
+            let _servers: Vec<HttpServer> = cluster
+                .reals
+                .iter()
+                .map(|real| {
+                    hold_vip(&real.ns);
+                    HttpServer::start(&real.ns, "0.0.0.0:80".parse().unwrap(), None)
+                })
+                .collect();
+
+            let dir = tempfile::tempdir().unwrap();
+            let vipd = format!(
+                "accept_local: [eth1]\nstate_file: {}\n",
+                dir.path().join("vipd.state").display()
+            );
+            let _vipd = Daemon::start_configured(director, "vipd", dir.path(), &vipd);
+            assert_eq!(
+                director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
+                "0"
+            );
+            transition(&socket_in(dir.path(), "vipd"));
+            assert_eq!(
+                director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
+                "1"
+            );
+
+            let _ipvsd = Daemon::start_configured(director, "ipvsd", dir.path(), &services());
+            transition(&socket_in(dir.path(), "ipvsd"));
+            let checkd = format!(
+                "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
+                socket_in(dir.path(), "ipvsd").display(),
+                dir.path().join("maintenance").display()
+            );
+            let _checkd = Daemon::start_configured(director, "checkd", dir.path(), &checkd);
+            let check_socket = socket_in(dir.path(), "checkd");
+            let (kept, lost) = (REALS[0], REALS[1]);
+
+            // Every target up; the through-VIP ones with a mark each, and
+            // one probe service per real in the kernel.
+            wait("all four targets up", director, dir.path(), || {
+                let t = targets(&check_socket);
+                t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
+            });
+            let t = targets(&check_socket);
+            let marks: Vec<u32> = REALS.iter().map(|r| t[&format!("vip {r}")].2).collect();
+            assert_eq!(marks, [0x7a00_0000, 0x7a00_0001], "{t:#?}");
+            assert!(REALS.iter().all(|r| t[&format!("classic {r}")].2 == 0));
+            let table = kernel_table(director);
+            assert_eq!(table.matches("FWM  ").count(), 2, "{table}");
+            assert_eq!(kernel_reals(director, 80).len(), 2, "{table}");
+
+            // Client traffic through the VIP reaches both reals.
+            let vip = format!("{VIP}:80").parse().unwrap();
+            let answered: usize = http_spread(client, vip, 6).values().sum();
+            assert_eq!(answered, 6);
+
+            // The real loses the VIP: it still serves its own address, so
+            // the classic check stays up, but the through-VIP probe times out.
+            cluster.reals[1]
+                .ns
+                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"])
+                .unwrap();
+            wait(&format!("{lost} out of :80"), director, dir.path(), || {
+                kernel_reals(director, 80) == [format!("{kept}:80")]
+            });
+            let t = targets(&check_socket);
+            let (health, reason, _) = &t[&format!("vip {lost}")];
+            assert_eq!(health, "HEALTH_DOWN", "{t:#?}");
+            assert!(reason.starts_with("timeout after 150ms"), "{t:#?}");
+            assert_eq!(t[&format!("classic {lost}")].0, "HEALTH_UP", "{t:#?}");
+            assert_eq!(t[&format!("classic {lost}")].1, "ok", "{t:#?}");
+            assert_eq!(
+                kernel_reals(director, 81).len(),
+                2,
+                "the classic check sees nothing"
+            );
+            assert_eq!(t[&format!("vip {kept}")].0, "HEALTH_UP", "{t:#?}");
+            // No client request through the VIP is lost to the blackhole.
+            let answered: usize = http_spread(client, vip, 6).values().sum();
+            assert_eq!(answered, 6);
+
+            // The VIP back on lo: the real returns after two good probes.
+            hold_vip(&cluster.reals[1].ns);
+            wait(&format!("{lost} back in :80"), director, dir.path(), || {
+                kernel_reals(director, 80).len() == 2
+            });
+        },
+    );
+}
