@@ -6,7 +6,8 @@
 //! address. A real that loses the VIP from `lo` still answers at its own
 //! address but blackholes client traffic: the through-VIP check takes it
 //! out of `:80` while the classic check keeps calling it healthy; with the
-//! VIP back it returns.
+//! VIP back it returns. The same holds on a STANDBY director, which does
+//! not hold the VIP.
 
 #![allow(
     clippy::unwrap_used,
@@ -48,13 +49,13 @@ fn services() -> String {
     config
 }
 
-fn transition(socket: &Path) {
+fn transition(socket: &Path, target: rpb::State, epoch: u64) {
     block_on(async {
         let channel = tandem_daemon::client::connect_unix(socket).await.unwrap();
         rpb::resource_client::ResourceClient::new(channel)
             .transition(rpb::TransitionRequest {
-                target: rpb::State::Active.into(),
-                epoch: 1,
+                target: target.into(),
+                epoch,
             })
             .await
             .unwrap();
@@ -165,14 +166,14 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
                 director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
                 "0"
             );
-            transition(&socket_in(dir.path(), "vipd"));
+            transition(&socket_in(dir.path(), "vipd"), rpb::State::Active, 1);
             assert_eq!(
                 director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
                 "1"
             );
 
             let _ipvsd = Daemon::start_configured(director, "ipvsd", dir.path(), &services());
-            transition(&socket_in(dir.path(), "ipvsd"));
+            transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Active, 1);
             let checkd = format!(
                 "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
                 socket_in(dir.path(), "ipvsd").display(),
@@ -231,6 +232,27 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
             wait(&format!("{lost} back in :80"), director, dir.path(), || {
                 kernel_reals(director, 80).len() == 2
             });
+
+            // STANDBY, the VIP gone from the director (the peer holds it):
+            // the probe services stay, and the view stays current.
+            director
+                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
+                .unwrap();
+            transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Standby, 2);
+            cluster.reals[1]
+                .ns
+                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"])
+                .unwrap();
+            wait(
+                &format!("{lost} out of :80 while STANDBY"),
+                director,
+                dir.path(),
+                || kernel_reals(director, 80) == [format!("{kept}:80")],
+            );
+            let t = targets(&check_socket);
+            assert_eq!(t[&format!("vip {kept}")].0, "HEALTH_UP", "{t:#?}");
+            assert_eq!(t[&format!("vip {kept}")].1, "ok", "{t:#?}");
+            assert_eq!(t[&format!("classic {lost}")].0, "HEALTH_UP", "{t:#?}");
         },
     );
 }
