@@ -215,8 +215,14 @@ impl<C: Connect> Ipvs for IpvsService<C> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(invalid)?,
             Some(pb::apply_request::Table::IpvsadmRules(text)) => {
-                let table = rules::import(&text)
+                let mut table = rules::import(&text)
                     .map_err(|e| invalid(FieldError::new("ipvsadm_rules", e.to_string())))?;
+                // Probe services (ipvsd's own, from through_vip checks, which
+                // the format cannot say) come back with the checks, not from here.
+                let probe_marks = self.owner().config().probe_marks;
+                table.services.retain(|key, _| {
+                    !matches!(key, crate::ipvs::types::ServiceKey::Fwmark { mark, .. } if probe_marks.contains(*mark))
+                });
                 crate::effective::services_of_table(&table)
                     .map_err(|e| invalid(FieldError::new("ipvsadm_rules", e)))?
             }

@@ -427,6 +427,19 @@ async fn apply_takes_ipvsadm_rules_and_export_gives_them_back() {
         .rules;
     assert_eq!(exported, rules);
 
+    // A probe service in the rules (an export of a table with through_vip
+    // checks) is skipped, not refused.
+    let with_probe = format!(
+        "{rules}-A -f 2046820352 -s rr\n-a -f 2046820352 -r 198.51.100.11:0 -i -w 1 --tun-type ipip\n"
+    );
+    svc.apply(Request::new(pb::ApplyRequest {
+        table: Some(pb::apply_request::Table::IpvsadmRules(with_probe)),
+        dry_run: false,
+    }))
+    .await
+    .unwrap();
+    assert_eq!(fake.0.lock().await.table.services.len(), 1);
+
     let broken = svc
         .apply(Request::new(pb::ApplyRequest {
             table: Some(pb::apply_request::Table::IpvsadmRules(
