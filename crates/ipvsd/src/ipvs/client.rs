@@ -1,6 +1,7 @@
 //! The IPVS netlink socket: resolves the `IPVS` family, then runs requests
-//! pipelined — many per `sendmsg`, up to [`WINDOW`] in flight — and returns
-//! each request's outcome in order. Dumps run one at a time (the kernel allows
+//! pipelined — many per `sendmsg`, up to [`WINDOW`] in flight, only the last
+//! of each `sendmsg` acknowledged — and returns each request's outcome in
+//! order. Dumps run one at a time (the kernel allows
 //! one per socket). Verbs are named like `ipvsadm`'s options.
 
 use std::io;
@@ -103,13 +104,24 @@ impl IpvsClient {
         let mut out = Vec::new();
         while finished < total {
             out.clear();
-            while self.exchange.in_flight() < WINDOW
-                && queue
-                    .peek()
-                    .is_some_and(|(_, req)| self.exchange.can_start(req))
+            // One sendmsg: as many requests as the window allows (a dump
+            // alone), only the last acknowledged.
+            let mut batch = Vec::new();
+            while self.exchange.in_flight() + batch.len() < WINDOW
+                && queue.peek().is_some_and(|(_, req)| {
+                    self.exchange.can_start(req) && (batch.is_empty() || !req.dump)
+                })
             {
-                let Some((i, req)) = queue.next() else { break };
-                let seq = self.exchange.start(req, self.family, &mut out)?;
+                let Some(next) = queue.next() else { break };
+                let dump = next.1.dump;
+                batch.push(next);
+                if dump {
+                    break;
+                }
+            }
+            let last = batch.len().saturating_sub(1);
+            for (k, (i, req)) in batch.into_iter().enumerate() {
+                let seq = self.exchange.start(req, self.family, k == last, &mut out)?;
                 index_of.insert(seq, i);
             }
             if !out.is_empty() {

@@ -52,14 +52,18 @@ fn enc<E: std::fmt::Display>(e: E) -> EncodeError {
     EncodeError(e.to_string())
 }
 
-/// A request ready to send: a command and its attributes, and whether the
-/// kernel answers with a multi-part dump.
+/// A request ready to send: a command and its attributes, whether the
+/// kernel answers with a multi-part dump, and whether it answers at all.
 #[derive(Debug)]
 pub struct Request {
     /// The generic netlink message.
     pub genl: Genl,
     /// True for dump requests (GET_* of many objects).
     pub dump: bool,
+    /// True when the kernel answers with data (every GET); a request that
+    /// only changes the table is answered with nothing but its ack, so in a
+    /// batch it can go without one (an error still comes back).
+    pub answers: bool,
 }
 
 fn attr<P: neli::Size + ToBytes>(
@@ -107,7 +111,16 @@ fn message(
         .attrs(attrs.into_iter().collect::<GenlBuffer<u16, Buffer>>())
         .build()
         .map_err(enc)?;
-    Ok(Request { genl, dump })
+    let answers = dump
+        || matches!(
+            command,
+            cmd::GET_SERVICE | cmd::GET_DEST | cmd::GET_DAEMON | cmd::GET_CONFIG | cmd::GET_INFO
+        );
+    Ok(Request {
+        genl,
+        dump,
+        answers,
+    })
 }
 
 fn addr_bytes(addr: &IpAddr) -> Buffer {
@@ -369,7 +382,11 @@ pub fn get_family(name: &str) -> Result<Request, EncodeError> {
         )
         .build()
         .map_err(enc)?;
-    Ok(Request { genl, dump: false })
+    Ok(Request {
+        genl,
+        dump: false,
+        answers: true,
+    })
 }
 
 /// Reads the family id from the controller's reply.
@@ -382,8 +399,18 @@ pub fn parse_family_id(genl: &Genl) -> Result<u16, DecodeError> {
 }
 
 /// Wraps `req` in a netlink header for family `family_id` with sequence `seq`.
-pub fn frame(req: Request, family_id: u16, seq: u32) -> Result<Nlmsghdr<u16, Genl>, EncodeError> {
-    let mut flags = NlmF::REQUEST | NlmF::ACK;
+/// The netlink message of `req`; with `ack`, the kernel acknowledges it
+/// (without, it answers only an error).
+pub fn frame(
+    req: Request,
+    family_id: u16,
+    seq: u32,
+    ack: bool,
+) -> Result<Nlmsghdr<u16, Genl>, EncodeError> {
+    let mut flags = NlmF::REQUEST;
+    if ack {
+        flags |= NlmF::ACK;
+    }
     if req.dump {
         flags |= NlmF::DUMP;
     }

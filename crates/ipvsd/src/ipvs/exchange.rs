@@ -2,8 +2,14 @@
 //! sequence number; replies carrying it are collected until the request
 //! completes — with an ACK (code 0), an error (negative errno), or the
 //! NLMSG_DONE that ends a multi-part dump. Many requests may be in flight.
+//!
+//! A request that only changes the table may be sent without an ACK
+//! (`NLM_F_ACK` unset): the kernel then answers it only if it fails. Such a
+//! request is complete once a later acknowledged request completes, since
+//! the kernel handles a socket's requests in order — so a batch needs one
+//! ACK, on its last request, instead of one per request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 
 use neli::FromBytes;
@@ -25,11 +31,23 @@ pub struct KernelError {
 /// the kernel's error.
 pub type Outcome = Result<Vec<Genl>, KernelError>;
 
+/// A request in flight: the replies so far, and its place in sending order.
+#[derive(Debug)]
+struct Pending {
+    parts: Vec<Genl>,
+    ticket: u64,
+    acked: bool,
+}
+
 /// The in-flight requests of one netlink socket.
 #[derive(Debug, Default)]
 pub struct Exchange {
     next_seq: u32,
-    pending: HashMap<u32, Vec<Genl>>,
+    next_ticket: u64,
+    pending: HashMap<u32, Pending>,
+    /// Requests sent without an ACK, in sending order (ticket, seq); those
+    /// still pending when a later acknowledged one ends have succeeded.
+    unacked: VecDeque<(u64, u32)>,
     /// The dump in flight: the kernel runs one dump per socket at a time
     /// (a second one is refused with EBUSY).
     dump: Option<u32>,
@@ -40,8 +58,7 @@ impl Exchange {
     pub fn new() -> Self {
         Self {
             next_seq: 1,
-            pending: HashMap::new(),
-            dump: None,
+            ..Self::default()
         }
     }
 
@@ -51,18 +68,34 @@ impl Exchange {
         self.dump.is_none() && (!req.dump || self.pending.is_empty())
     }
 
-    /// Registers `req` and appends its wire bytes to `out`; returns its sequence number.
+    /// Registers `req` and appends its wire bytes to `out`; returns its
+    /// sequence number. Without `ack` (honoured only for a request that
+    /// answers nothing) it completes with the next acknowledged request.
     pub fn start(
         &mut self,
         req: Request,
         family_id: u16,
+        ack: bool,
         out: &mut Vec<u8>,
     ) -> Result<u32, EncodeError> {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
         let dump = req.dump;
-        codec::write(&codec::frame(req, family_id, seq)?, out)?;
-        self.pending.insert(seq, Vec::new());
+        let acked = ack || req.answers;
+        codec::write(&codec::frame(req, family_id, seq, acked)?, out)?;
+        self.pending.insert(
+            seq,
+            Pending {
+                parts: Vec::new(),
+                ticket,
+                acked,
+            },
+        );
+        if !acked {
+            self.unacked.push_back((ticket, seq));
+        }
         if dump {
             self.dump = Some(seq);
         }
@@ -113,8 +146,8 @@ impl Exchange {
                 }
                 NlPayload::Payload(bytes) => {
                     let genl = codec::parse_genl(bytes.as_ref())?;
-                    if let Some(parts) = self.pending.get_mut(&seq) {
-                        parts.push(genl);
+                    if let Some(pending) = self.pending.get_mut(&seq) {
+                        pending.parts.push(genl);
                     }
                     None
                 }
@@ -123,11 +156,29 @@ impl Exchange {
                 if self.dump == Some(seq) {
                     self.dump = None;
                 }
-                let parts = self.pending.remove(&seq).unwrap_or_default();
-                done.push((seq, end.map(|()| parts)));
+                let Some(pending) = self.pending.remove(&seq) else {
+                    continue;
+                };
+                if pending.acked {
+                    self.succeed_unacked_before(pending.ticket, &mut done);
+                }
+                done.push((seq, end.map(|()| pending.parts)));
             }
         }
         Ok(done)
+    }
+
+    /// Completes, as successes, the unacknowledged requests sent before
+    /// `ticket` that no error has ended.
+    fn succeed_unacked_before(&mut self, ticket: u64, done: &mut Vec<(u32, Outcome)>) {
+        while let Some(&(t, seq)) = self.unacked.front()
+            && t < ticket
+        {
+            self.unacked.pop_front();
+            if self.pending.remove(&seq).is_some() {
+                done.push((seq, Ok(Vec::new())));
+            }
+        }
     }
 }
 
@@ -171,13 +222,59 @@ mod tests {
     /// A multi-part reply carrying `request`'s generic netlink payload.
     fn part(seq: u32, request: Request) -> Vec<u8> {
         let mut m = Vec::new();
-        codec::write(&codec::frame(request, 0x24, seq).unwrap(), &mut m).unwrap();
+        codec::write(&codec::frame(request, 0x24, seq, true).unwrap(), &mut m).unwrap();
         m[6..8].copy_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
         m
     }
 
     fn start(x: &mut Exchange, req: Request) -> u32 {
-        x.start(req, 0x24, &mut Vec::new()).unwrap()
+        x.start(req, 0x24, true, &mut Vec::new()).unwrap()
+    }
+
+    fn start_unacked(x: &mut Exchange, req: Request) -> u32 {
+        x.start(req, 0x24, false, &mut Vec::new()).unwrap()
+    }
+
+    fn del(port: u16) -> Request {
+        codec::del_service(&crate::ipvs::types::ServiceKey::Addr {
+            protocol: crate::ipvs::types::Protocol::Tcp,
+            addr: "198.51.100.10".parse().unwrap(),
+            port,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_needs_one_ack_and_still_reports_each_error() {
+        let mut x = Exchange::new();
+        let mut wire = Vec::new();
+        x.start(del(80), 0x24, false, &mut wire).unwrap();
+        let flags = u16::from_ne_bytes([wire[6], wire[7]]);
+        assert_eq!(flags & 0x4, 0, "NLM_F_ACK unset");
+        let a = 1;
+        let b = start_unacked(&mut x, del(81));
+        let c = start_unacked(&mut x, del(82));
+        let last = start(&mut x, del(83));
+        // Only b failed: the kernel answers its error, then the last ack.
+        let mut datagram = error_msg(b, -3);
+        datagram.extend(error_msg(last, 0));
+        let done = x.receive(&datagram).unwrap();
+        let seqs: Vec<u32> = done.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [b, a, c, last]);
+        assert_eq!(done[0].1, Err(KernelError { errno: 3 }));
+        assert!(done[1..].iter().all(|(_, o)| o.is_ok()));
+        assert_eq!(x.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_request_that_answers_is_always_acknowledged() {
+        let mut x = Exchange::new();
+        let info = start_unacked(&mut x, codec::get_info().unwrap());
+        let later = start_unacked(&mut x, del(80));
+        let done = x.receive(&error_msg(info, 0)).unwrap();
+        assert_eq!(done.len(), 1, "the later unacked request is not done yet");
+        assert_eq!(x.in_flight(), 1);
+        assert!(x.receive(&error_msg(later, 0)).unwrap().len() == 1);
     }
 
     #[test]

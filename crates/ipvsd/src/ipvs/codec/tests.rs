@@ -9,7 +9,7 @@ const FAMILY_ID: u16 = 0x0024;
 
 fn bytes(req: Request, seq: u32) -> Vec<u8> {
     let mut out = Vec::new();
-    write(&frame(req, FAMILY_ID, seq).unwrap(), &mut out).unwrap();
+    write(&frame(req, FAMILY_ID, seq, true).unwrap(), &mut out).unwrap();
     out
 }
 
