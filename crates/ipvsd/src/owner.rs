@@ -231,7 +231,8 @@ impl<C: Connect> Owner<C> {
         let out = edit(&mut next)?;
         let plan = if inner.serving {
             let backend = backend(&self.connect, &mut inner.backend).await?;
-            apply_or_restore(backend, &next.desired(), dry_run).await?
+            let before = backend.read().await?;
+            apply_or_restore(backend, before, &next.desired(), dry_run).await?
         } else {
             Vec::new()
         };
@@ -492,14 +493,15 @@ async fn backend<'a, C: Connect>(
     })
 }
 
-/// Reconciles `backend` to `desired` (or plans it); on a refusal restores
-/// what was there and fails with the refusals. Returns the plan.
+/// Reconciles `backend`, which holds `before`, to `desired` (or plans it);
+/// on a refusal restores `before` and fails with the refusals. Returns the
+/// plan.
 async fn apply_or_restore<B: Backend>(
     backend: &mut B,
+    before: Table,
     desired: &Table,
     dry_run: bool,
 ) -> Result<Vec<Op>, ChangeError> {
-    let before = backend.read().await?;
     let report = reconcile_from(backend, &before, desired, dry_run).await?;
     if report.refused.is_empty() {
         return Ok(report.plan);
@@ -523,12 +525,12 @@ impl<C: Connect> ResourceHook for Owner<C> {
                 let backend = backend(&self.connect, &mut inner.backend)
                     .await
                     .map_err(|e| fail(&e))?;
+                let found = backend.read().await.map_err(|e| fail(&e))?;
                 if !inner.serving {
-                    let found = backend.read().await.map_err(|e| fail(&e))?;
                     inner.model.adopt_probe_marks(&found);
                 }
                 let desired = inner.model.desired();
-                let plan = apply_or_restore(backend, &desired, false)
+                let plan = apply_or_restore(backend, found, &desired, false)
                     .await
                     .map_err(|e| fail(&e))?;
                 tracing::info!(operations = plan.len(), %to, "kernel table reconciled");
