@@ -152,14 +152,10 @@ fn probe_marks_of_snapshot(snapshot: &pb::TableSnapshot) -> BTreeMap<RealId, u32
         .probe_marks
         .iter()
         .filter_map(|m| {
-            let read = || -> Result<RealId, String> {
-                let service = convert::required_key("service", m.service.as_ref())
-                    .map_err(|e| e.to_string())?;
-                let address = m
-                    .address
-                    .parse()
-                    .map_err(|_| format!("address: `{}` is not an IP address", m.address))?;
-                let port = u16::try_from(m.port).map_err(|_| format!("port: {} is not a port", m.port))?;
+            let read = || -> Result<RealId, tandem_ipvsd::field::FieldError> {
+                let service = convert::required_key("service", m.service.as_ref())?;
+                let address = convert::address("address", &m.address)?;
+                let port = convert::port("port", m.port)?;
                 Ok((service, address, port))
             };
             match read() {
