@@ -96,6 +96,9 @@ impl IpvsClient {
     /// Runs `requests` pipelined; one outcome per request, in order. A refused
     /// request does not stop the others: the caller sees exactly which failed.
     pub async fn execute(&mut self, requests: Vec<Request>) -> Result<Vec<Outcome>, ClientError> {
+        // Nothing is in flight between calls; anything left is from a call
+        // that failed or was dropped half-way, and would block every dump.
+        self.exchange.abandon();
         let total = requests.len();
         let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
         let mut index_of = std::collections::HashMap::with_capacity(total.min(WINDOW));

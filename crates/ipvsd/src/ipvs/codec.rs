@@ -111,10 +111,21 @@ fn message(
         .attrs(attrs.into_iter().collect::<GenlBuffer<u16, Buffer>>())
         .build()
         .map_err(enc)?;
+    // Named: the commands known to answer nothing but an ack. Anything else
+    // (every GET, and any command added later) is assumed to answer.
     let answers = dump
-        || matches!(
+        || !matches!(
             command,
-            cmd::GET_SERVICE | cmd::GET_DEST | cmd::GET_DAEMON | cmd::GET_CONFIG | cmd::GET_INFO
+            cmd::NEW_SERVICE
+                | cmd::SET_SERVICE
+                | cmd::DEL_SERVICE
+                | cmd::NEW_DEST
+                | cmd::SET_DEST
+                | cmd::DEL_DEST
+                | cmd::NEW_DAEMON
+                | cmd::DEL_DAEMON
+                | cmd::SET_CONFIG
+                | cmd::SET_INFO
         );
     Ok(Request {
         genl,

@@ -102,6 +102,15 @@ impl Exchange {
         Ok(seq)
     }
 
+    /// Forgets every request in flight (their caller gave up on them: an
+    /// error or a cancelled call). Late replies to them carry sequence
+    /// numbers no request holds any more, and are ignored.
+    pub fn abandon(&mut self) {
+        self.pending.clear();
+        self.unacked.clear();
+        self.dump = None;
+    }
+
     /// Requests still waiting for their end.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -175,8 +184,8 @@ impl Exchange {
             && t < ticket
         {
             self.unacked.pop_front();
-            if self.pending.remove(&seq).is_some() {
-                done.push((seq, Ok(Vec::new())));
+            if let Some(pending) = self.pending.remove(&seq) {
+                done.push((seq, Ok(pending.parts)));
             }
         }
     }
@@ -266,8 +275,17 @@ mod tests {
         assert_eq!(x.in_flight(), 0);
     }
 
+    fn ack_flag(wire: &[u8]) -> bool {
+        u16::from_ne_bytes([wire[6], wire[7]]) & 0x4 != 0
+    }
+
     #[test]
     fn a_request_that_answers_is_always_acknowledged() {
+        let mut x = Exchange::new();
+        let mut wire = Vec::new();
+        x.start(codec::get_info().unwrap(), 0x24, false, &mut wire)
+            .unwrap();
+        assert!(ack_flag(&wire), "GET_INFO asked for no ACK");
         let mut x = Exchange::new();
         let info = start_unacked(&mut x, codec::get_info().unwrap());
         let later = start_unacked(&mut x, del(80));
@@ -275,6 +293,44 @@ mod tests {
         assert_eq!(done.len(), 1, "the later unacked request is not done yet");
         assert_eq!(x.in_flight(), 1);
         assert!(x.receive(&error_msg(later, 0)).unwrap().len() == 1);
+    }
+
+    #[test]
+    fn a_batch_whose_last_request_fails_completes_the_others_as_done() {
+        let mut x = Exchange::new();
+        let a = start_unacked(&mut x, del(80));
+        let b = start_unacked(&mut x, del(81));
+        let last = start(&mut x, del(82));
+        let done = x.receive(&error_msg(last, -2)).unwrap();
+        assert_eq!(
+            done,
+            [
+                (a, Ok(Vec::new())),
+                (b, Ok(Vec::new())),
+                (last, Err(KernelError { errno: 2 }))
+            ]
+        );
+        assert_eq!(x.in_flight(), 0);
+    }
+
+    #[test]
+    fn abandoned_requests_are_forgotten_and_their_late_replies_ignored() {
+        let mut x = Exchange::new();
+        let old = start_unacked(&mut x, del(80));
+        let dump = start(&mut x, codec::get_services().unwrap());
+        assert!(!x.can_start(&codec::get_services().unwrap()));
+        x.abandon();
+        assert_eq!(x.in_flight(), 0);
+        assert!(x.can_start(&codec::get_services().unwrap()));
+        let fresh = start(&mut x, del(81));
+        assert!(fresh != old && fresh != dump, "sequence numbers reused");
+        let mut datagram = error_msg(old, -2);
+        datagram.extend(done_msg(dump));
+        assert!(x.receive(&datagram).unwrap().is_empty());
+        assert_eq!(
+            x.receive(&error_msg(fresh, 0)).unwrap(),
+            [(fresh, Ok(Vec::new()))]
+        );
     }
 
     #[test]

@@ -127,6 +127,47 @@ fn dumps_carry_the_dump_flag() {
 }
 
 #[test]
+fn only_table_changes_may_go_without_an_ack() {
+    let s = vip_http();
+    let d = real("203.0.113.1");
+    let daemon = SyncDaemon {
+        role: SyncRole::Master,
+        ifname: "eth0".into(),
+        sync_id: 1,
+        max_len: None,
+        group: None,
+        port: None,
+        ttl: None,
+    };
+    let changes = [
+        new_service(&s),
+        set_service(&s),
+        del_service(&s.key),
+        new_dest(&s.key, &d),
+        set_dest(&s.key, &d),
+        del_dest(&s.key, &d.addr, d.port),
+        set_config(&Timeouts::default()),
+        new_daemon(&daemon),
+        del_daemon(SyncRole::Master),
+    ];
+    for req in changes {
+        let req = req.unwrap();
+        assert!(!req.answers, "command {} answers", req.genl.cmd());
+    }
+    let gets = [
+        get_services(),
+        get_dests(&s.key),
+        get_info(),
+        get_config(),
+        get_daemons(),
+    ];
+    for req in gets {
+        let req = req.unwrap();
+        assert!(req.answers, "command {} answers nothing", req.genl.cmd());
+    }
+}
+
+#[test]
 fn gue_tunnel_attributes_are_sent_only_for_gue_and_gre() {
     let mut d = real("198.51.100.102");
     d.forward = Forward::Tunnel;
