@@ -325,9 +325,21 @@ impl<C: Connect> Owner<C> {
     /// Replaces the config (SIGHUP). Its services replace the model's only
     /// if they differ from the file's services as last loaded, so a reload
     /// for another setting keeps changes made over the API. Nothing changes
-    /// if the data plane refuses the new table.
+    /// if the data plane refuses the new table. The probe mark range is
+    /// fixed while ipvsd runs: a reload that moves it is refused.
     pub async fn reload(&self, config: IpvsdConfig) -> Result<(), ChangeError> {
-        let loaded = self.config().virtual_services;
+        let IpvsdConfig {
+            virtual_services: loaded,
+            probe_marks,
+            ..
+        } = self.config();
+        if config.probe_marks != probe_marks {
+            return Err(FieldError::new(
+                "probe_marks",
+                "cannot change while ipvsd runs (the kernel's probe services use the old range): restart ipvsd",
+            )
+            .into());
+        }
         if config.virtual_services != loaded {
             let services = config.virtual_services.clone();
             let (change, ()) = self

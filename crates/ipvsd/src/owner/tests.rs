@@ -207,6 +207,22 @@ async fn reload_keeps_api_changes_unless_the_files_services_changed() {
 }
 
 #[tokio::test]
+async fn a_reload_that_moves_the_probe_marks_is_refused_and_changes_nothing() {
+    let (owner, fake) = owner(SEED);
+    owner.enter(State::Stopped, State::Standby).await.unwrap();
+    let edited = SEED.replace("      - address: 198.51.100.102\n", "");
+    let err = owner
+        .reload(config(&format!(
+            "drift: report\nprobe_marks: {{first: 100, count: 10}}\n{edited}"
+        )))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("probe_marks"), "{err}");
+    assert_eq!(fake.0.lock().await.table.dest_count(), 2, "table changed");
+    assert_eq!(owner.config().drift, DriftPolicy::Repair, "config changed");
+}
+
+#[tokio::test]
 async fn watchers_see_structural_changes_only() {
     let (owner, _fake) = owner(SEED);
     let mut rx = owner.subscribe();
