@@ -7,7 +7,10 @@
 //! address but blackholes client traffic: the through-VIP check takes it
 //! out of `:80` while the classic check keeps calling it healthy; with the
 //! VIP back it returns. The same holds on a STANDBY director, which does
-//! not hold the VIP.
+//! not hold the VIP. And probes leave IPVS no connection entry that could
+//! carry a later probe, reusing the source port, to the wrong real: UDP is
+//! scheduled one packet at a time, TCP probes end with a reset (CLOSE, which
+//! a new SYN reschedules) rather than a FIN (FIN_WAIT, which it follows).
 
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +25,7 @@ use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::run_in_vm_with;
 use tandem_integration_tests::netns::{NatCluster, Netns};
 use tandem_integration_tests::process::{Daemon, socket_in};
-use tandem_integration_tests::servers::{HttpServer, http_spread};
+use tandem_integration_tests::servers::{HttpMode, HttpServer, http_spread, udp_echo};
 use tandem_proto::check::v1 as cpb;
 use tandem_proto::resource::v1 as rpb;
 
@@ -253,6 +256,126 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
             assert_eq!(t[&format!("vip {kept}")].0, "HEALTH_UP", "{t:#?}");
             assert_eq!(t[&format!("vip {kept}")].1, "ok", "{t:#?}");
             assert_eq!(t[&format!("classic {lost}")].0, "HEALTH_UP", "{t:#?}");
+        },
+    );
+}
+
+/// The kernel's connection entries to the VIP: `(protocol, state, real)`.
+fn kernel_connections(director: &Netns) -> Vec<(String, String, String)> {
+    let out = director.command("ipvsadm").args(["-Lnc"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("{VIP}:")))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let [protocol, _, state, _, _, real] = fields[..] else {
+                panic!("an ipvsadm -Lnc line of another shape: {l}");
+            };
+            (protocol.to_owned(), state.to_owned(), real.to_owned())
+        })
+        .collect()
+}
+
+/// Checks that probes left IPVS only entries a new probe will not follow:
+/// none for UDP, and TCP ones in CLOSE or TIME_WAIT (a new SYN from the
+/// same source port is scheduled afresh) but for one probe in flight per
+/// HTTP target. Returns the entries.
+fn assert_no_entry_to_follow(director: &Netns) -> Vec<(String, String, String)> {
+    let entries = kernel_connections(director);
+    assert!(
+        entries.iter().all(|(protocol, ..)| protocol == "TCP"),
+        "a UDP probe left a connection entry: {entries:?}"
+    );
+    let settled = |state: &str| state == "CLOSE" || state == "TIME_WAIT";
+    let open = entries.iter().filter(|(_, s, _)| !settled(s)).count();
+    assert!(open <= REALS.len(), "probes left open entries: {entries:?}");
+    entries
+}
+
+#[test]
+fn through_vip_probes_leave_no_connection_entry_a_later_probe_could_follow() {
+    run_in_vm_with(
+        "through_vip_probes_leave_no_connection_entry_a_later_probe_could_follow",
+        &["ipvsd", "checkd", "vipd"],
+        VM_TIMEOUT,
+        || {
+            let cluster = NatCluster::new("ctc", REALS.len()).unwrap();
+            let director = &cluster.director.ns;
+            let servers: Vec<HttpServer> = cluster
+                .reals
+                .iter()
+                .map(|real| {
+                    hold_vip(&real.ns);
+                    // Bound to the VIP, so the answer comes from it.
+                    udp_echo(&real.ns, format!("{VIP}:7").parse().unwrap());
+                    HttpServer::start(&real.ns, "0.0.0.0:80".parse().unwrap(), None)
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let vipd = format!(
+                "accept_local: [eth1]\nstate_file: {}\n",
+                dir.path().join("vipd.state").display()
+            );
+            let _vipd = Daemon::start_configured(director, "vipd", dir.path(), &vipd);
+            transition(&socket_in(dir.path(), "vipd"), rpb::State::Active, 1);
+            let mut services = String::from("virtual_services:\n");
+            for (name, protocol, port, check) in [
+                ("web", "tcp", 80, "type: http"),
+                ("echo", "udp", 7, "type: udp, send: ping, receive: pong"),
+            ] {
+                services.push_str(&format!(
+                    "  - name: {name}\n    protocol: {protocol}\n    address: {VIP}\n    port: {port}\n    \
+                     forward: route\n    \
+                     check: {{{check}, through_vip: true, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}}\n    \
+                     reals:\n"
+                ));
+                for real in REALS {
+                    services.push_str(&format!("      - address: {real}\n"));
+                }
+            }
+            let _ipvsd = Daemon::start_configured(director, "ipvsd", dir.path(), &services);
+            transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Active, 1);
+            let checkd = format!(
+                "ipvsd_socket: {}\nmaintenance_dir: {}\n",
+                socket_in(dir.path(), "ipvsd").display(),
+                dir.path().join("maintenance").display()
+            );
+            let _checkd = Daemon::start_configured(director, "checkd", dir.path(), &checkd);
+            let check_socket = socket_in(dir.path(), "checkd");
+            wait("all four targets up", director, dir.path(), || {
+                let t = targets(&check_socket);
+                t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
+            });
+            let table = kernel_table(director);
+            assert_eq!(table.matches(" rr ops").count(), 4, "{table}");
+
+            // Two seconds of probes: about 20 per target.
+            std::thread::sleep(Duration::from_secs(2));
+            let entries = assert_no_entry_to_follow(director);
+            assert!(entries.len() >= 20, "{entries:?}");
+            let t = targets(&check_socket);
+            assert!(
+                t.values().all(|(health, ..)| health == "HEALTH_UP"),
+                "{t:#?}"
+            );
+
+            // A real that accepts and never answers: each probe gives up at
+            // its timeout, and the reset it ends with settles the entry (a
+            // FIN would leave it in FIN_WAIT, the server never closing).
+            let hung = REALS[1];
+            servers[1].set(HttpMode::Hang);
+            wait(&format!("web {hung} down"), director, dir.path(), || {
+                targets(&check_socket)[&format!("web {hung}")].0 == "HEALTH_DOWN"
+            });
+            std::thread::sleep(Duration::from_secs(1));
+            let entries = assert_no_entry_to_follow(director);
+            let reset = entries
+                .iter()
+                .filter(|(_, state, real)| state == "CLOSE" && *real == format!("{hung}:80"))
+                .count();
+            assert!(reset >= 5, "timed-out probes reset: {entries:?}");
+            let t = targets(&check_socket);
+            assert_eq!(t[&format!("web {}", REALS[0])].0, "HEALTH_UP", "{t:#?}");
         },
     );
 }

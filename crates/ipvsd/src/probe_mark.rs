@@ -4,7 +4,9 @@
 //! one real, weight 1 whatever its health. checkd sets the mark on a probe's
 //! socket and connects to the VIP; the kernel looks firewall-mark services
 //! up before address services, so the probe takes the forwarding path to
-//! that real and no other, as a client's packet would.
+//! that real and no other, as a client's packet would. Probe services
+//! schedule UDP one packet at a time, so no connection entry from one
+//! probe catches a later one that reuses its source port.
 //!
 //! A real keeps its mark while it stays in the table (marks are handed out
 //! lowest free first), and on start the marks of probe services already in
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use crate::config::{ForwardName, VirtualService};
 use crate::effective::RealId;
 use crate::field::FieldError;
+use crate::ipvs::abi::svc_flag;
 use crate::ipvs::types::{Dest, Forward, Service, ServiceKey, Tunnel};
 use crate::spelling;
 use crate::table::{ServiceSpec, Table};
@@ -230,7 +233,10 @@ impl ProbeMarks {
                 let service = Service {
                     key: ServiceKey::Fwmark { family, mark },
                     scheduler: "rr".into(),
-                    flags: 0,
+                    // A UDP probe's connection entry is not kept: a later
+                    // probe from the same source port (another real's,
+                    // another mark) is scheduled afresh, not sent after it.
+                    flags: svc_flag::ONEPACKET,
                     timeout: 0,
                     netmask: spelling::default_netmask(family),
                     pe_name: None,

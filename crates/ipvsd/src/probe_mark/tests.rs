@@ -102,7 +102,7 @@ fn probe_services_hold_their_real_at_weight_1_even_while_it_is_down() {
     assert_eq!(table.services.len(), 3);
     let probe = &table.services[&fwmark(100)];
     assert_eq!(probe.service.scheduler, "rr");
-    assert_eq!(probe.service.flags, 0);
+    assert_eq!(probe.service.flags, crate::ipvs::abi::svc_flag::ONEPACKET);
     let dests: Vec<_> = probe.dests.values().collect();
     assert_eq!(dests.len(), 1);
     assert_eq!(
