@@ -6,8 +6,8 @@
 //! address. A real that loses the VIP from `lo` still answers at its own
 //! address but blackholes client traffic: the through-VIP check takes it
 //! out of `:80` while the classic check keeps calling it healthy; with the
-//! VIP back it returns. The same holds on a STANDBY director, which does
-//! not hold the VIP. And probes leave IPVS no connection entry that could
+//! VIP back it returns. The same holds on a STANDBY director, whose vipd
+//! hides the VIP on `lo`. And probes leave IPVS no connection entry that could
 //! carry a later probe, reusing the source port, to the wrong real: UDP is
 //! scheduled one packet at a time, TCP probes end with a reset (CLOSE, which
 //! a new SYN reschedules) rather than a FIN (FIN_WAIT, which it follows).
@@ -160,8 +160,15 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
                 .collect();
 
             let dir = tempfile::tempdir().unwrap();
+            // vipd holds the VIP: on eth0 while ACTIVE, hidden on lo while
+            // STANDBY (the seed's dual role), accept_local on the reals' side.
+            director
+                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
+                .unwrap();
             let vipd = format!(
-                "accept_local: [eth1]\nstate_file: {}\n",
+                "addresses:\n  - address: {VIP}/32\n    interface: eth0\n\
+                 real_server:\n  mode: dr\n\
+                 accept_local: [eth1]\nstate_file: {}\n",
                 dir.path().join("vipd.state").display()
             );
             let _vipd = Daemon::start_configured(director, "vipd", dir.path(), &vipd);
@@ -169,7 +176,8 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
                 director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
                 "0"
             );
-            transition(&socket_in(dir.path(), "vipd"), rpb::State::Active, 1);
+            let vipd_socket = socket_in(dir.path(), "vipd");
+            transition(&vipd_socket, rpb::State::Active, 1);
             assert_eq!(
                 director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
                 "1"
@@ -236,12 +244,24 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
                 kernel_reals(director, 80).len() == 2
             });
 
-            // STANDBY, the VIP gone from the director (the peer holds it):
-            // the probe services stay, and the view stays current.
-            director
-                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
-                .unwrap();
+            // STANDBY (the peer serves): vipd hides the VIP on lo, where it
+            // is still local, so the answers need accept_local as before; the
+            // probe services stay, and the view stays current.
             transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Standby, 2);
+            transition(&vipd_socket, rpb::State::Standby, 2);
+            let addrs = director.ip(&["-o", "addr", "show"]).unwrap();
+            let addrs = String::from_utf8_lossy(&addrs.stdout);
+            assert!(
+                addrs.lines().any(|l| l.contains(" lo ") && l.contains(VIP))
+                    && !addrs
+                        .lines()
+                        .any(|l| l.contains(" eth0 ") && l.contains(VIP)),
+                "STANDBY: the VIP on lo only\n{addrs}"
+            );
+            assert_eq!(
+                director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
+                "1"
+            );
             cluster.reals[1]
                 .ns
                 .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"])

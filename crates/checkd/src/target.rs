@@ -163,12 +163,7 @@ impl Target {
             address: real.address,
             port,
         };
-        let spec = real
-            .check
-            .as_deref()
-            .or(service.check.as_deref())
-            .cloned()
-            .unwrap_or_default();
+        let spec = service.check_of(real).cloned().unwrap_or_default();
         let probe_port = spec.port.unwrap_or(port);
         let virtual_addr = match service_key {
             ServiceKey::Addr { addr, port, .. } => Some(SocketAddr::new(addr, port)),

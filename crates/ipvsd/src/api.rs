@@ -220,9 +220,9 @@ impl<C: Connect> Ipvs for IpvsService<C> {
                 // Probe services (ipvsd's own, from through_vip checks, which
                 // the format cannot say) come back with the checks, not from here.
                 let probe_marks = self.owner().config().probe_marks;
-                table.services.retain(|key, _| {
-                    !matches!(key, crate::ipvs::types::ServiceKey::Fwmark { mark, .. } if probe_marks.contains(*mark))
-                });
+                table
+                    .services
+                    .retain(|key, _| !probe_marks.is_probe_service(key));
                 crate::effective::services_of_table(&table)
                     .map_err(|e| invalid(FieldError::new("ipvsadm_rules", e)))?
             }

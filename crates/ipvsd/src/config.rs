@@ -262,6 +262,11 @@ impl VirtualService {
         real.port.or(self.port).unwrap_or(0)
     }
 
+    /// The check that probes `real`: its own, else the service's.
+    pub fn check_of<'a>(&'a self, real: &'a RealServer) -> Option<&'a CheckSpec> {
+        real.check.as_deref().or(self.check.as_deref())
+    }
+
     /// The display name.
     pub fn display_name(&self) -> String {
         self.name
@@ -444,7 +449,7 @@ impl VirtualService {
                 check.validate().map_err(|e| e.within(&field("check")))?;
             }
             let own = real.check.is_some();
-            if let Some(check) = real.check.as_deref().or(vs.check.as_deref())
+            if let Some(check) = vs.check_of(real)
                 && check.through_vip
                 && let Some(why) = through_vip_refusal(vs, forward, check.kind)
             {

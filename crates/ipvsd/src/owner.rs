@@ -538,8 +538,8 @@ impl<C: Connect> ResourceHook for Owner<C> {
                     .await
                     .map_err(|e| fail(&e))?;
                 let found = backend.read().await.map_err(|e| fail(&e))?;
-                if !inner.serving {
-                    inner.model.adopt_probe_marks(&found);
+                if !inner.serving && inner.model.adopt_probe_marks(&found) {
+                    tracing::info!("probe marks taken over from the kernel's probe services");
                 }
                 let desired = inner.model.desired();
                 let plan = apply_or_restore(backend, found, &desired, false)

@@ -72,6 +72,11 @@ impl MarkRange {
         mark.checked_sub(self.first).is_some_and(|i| i < self.count)
     }
 
+    /// Whether `key` is a probe service's: a firewall mark in the range.
+    pub fn is_probe_service(&self, key: &ServiceKey) -> bool {
+        matches!(*key, ServiceKey::Fwmark { mark, .. } if self.contains(mark))
+    }
+
     fn marks(&self) -> impl Iterator<Item = u32> {
         (0..self.count).map(|i| self.first + i)
     }
@@ -262,12 +267,10 @@ fn through_vip_reals(services: &[VirtualService]) -> Vec<RealId> {
         .iter()
         .filter_map(|vs| vs.key().map(|key| (vs, key)))
         .flat_map(|(vs, key)| {
-            vs.reals.iter().filter_map(move |real| {
-                let check = real.check.as_deref().or(vs.check.as_deref());
-                check
-                    .is_some_and(|c| c.through_vip)
-                    .then(|| (key, real.address, vs.real_port(real)))
-            })
+            vs.reals
+                .iter()
+                .filter(|real| vs.check_of(real).is_some_and(|c| c.through_vip))
+                .map(move |real| (key, real.address, vs.real_port(real)))
         })
         .collect()
 }

@@ -162,9 +162,10 @@ pub fn render(reply: &pb::ListTargetsResponse) -> String {
             (Some(_), Some(f)) => format!("ok (last failure: {})", f.reason),
             (Some(_), None) => "ok".to_owned(),
         };
-        let kind = match t.probe_mark {
-            0 => check_type(t.check.as_ref()).to_owned(),
-            _ => format!("{}+vip", check_type(t.check.as_ref())),
+        let kind = if t.check.as_ref().is_some_and(|c| c.through_vip) {
+            format!("{}+vip", check_type(t.check.as_ref()))
+        } else {
+            check_type(t.check.as_ref()).to_owned()
         };
         let _ = writeln!(
             out,
