@@ -18,7 +18,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tandem_integration_tests::block_on;
@@ -141,6 +141,49 @@ fn hold_vip(real: &Netns) {
         .unwrap();
 }
 
+/// The director's daemons: vipd holding the VIP (on eth0 while ACTIVE,
+/// hidden on lo while STANDBY: the seed's dual role; `accept_local` on the
+/// reals' side), ipvsd with `services`, checkd; vipd and ipvsd ACTIVE.
+struct Director {
+    _daemons: [Daemon; 3],
+    vipd_socket: PathBuf,
+    check_socket: PathBuf,
+}
+
+impl Director {
+    fn start(director: &Netns, dir: &Path, services: &str) -> Self {
+        // The cluster's own VIP goes: vipd places it.
+        director
+            .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
+            .unwrap();
+        let vipd = format!(
+            "addresses:\n  - address: {VIP}/32\n    interface: eth0\n\
+             real_server:\n  mode: dr\n\
+             accept_local: [eth1]\nstate_file: {}\n",
+            dir.join("vipd.state").display()
+        );
+        let vipd = Daemon::start_configured(director, "vipd", dir, &vipd);
+        let accept_local = || director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap();
+        assert_eq!(accept_local(), "0");
+        let vipd_socket = socket_in(dir, "vipd");
+        transition(&vipd_socket, rpb::State::Active, 1);
+        assert_eq!(accept_local(), "1");
+        let ipvsd = Daemon::start_configured(director, "ipvsd", dir, services);
+        transition(&socket_in(dir, "ipvsd"), rpb::State::Active, 1);
+        let checkd = format!(
+            "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
+            socket_in(dir, "ipvsd").display(),
+            dir.join("maintenance").display()
+        );
+        let checkd = Daemon::start_configured(director, "checkd", dir, &checkd);
+        Self {
+            _daemons: [vipd, ipvsd, checkd],
+            vipd_socket,
+            check_socket: socket_in(dir, "checkd"),
+        }
+    }
+}
+
 #[test]
 fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
     run_in_vm_with(
@@ -160,38 +203,8 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
                 .collect();
 
             let dir = tempfile::tempdir().unwrap();
-            // vipd holds the VIP: on eth0 while ACTIVE, hidden on lo while
-            // STANDBY (the seed's dual role), accept_local on the reals' side.
-            director
-                .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
-                .unwrap();
-            let vipd = format!(
-                "addresses:\n  - address: {VIP}/32\n    interface: eth0\n\
-                 real_server:\n  mode: dr\n\
-                 accept_local: [eth1]\nstate_file: {}\n",
-                dir.path().join("vipd.state").display()
-            );
-            let _vipd = Daemon::start_configured(director, "vipd", dir.path(), &vipd);
-            assert_eq!(
-                director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
-                "0"
-            );
-            let vipd_socket = socket_in(dir.path(), "vipd");
-            transition(&vipd_socket, rpb::State::Active, 1);
-            assert_eq!(
-                director.sysctl("net.ipv4.conf.eth1.accept_local").unwrap(),
-                "1"
-            );
-
-            let _ipvsd = Daemon::start_configured(director, "ipvsd", dir.path(), &services());
-            transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Active, 1);
-            let checkd = format!(
-                "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
-                socket_in(dir.path(), "ipvsd").display(),
-                dir.path().join("maintenance").display()
-            );
-            let _checkd = Daemon::start_configured(director, "checkd", dir.path(), &checkd);
-            let check_socket = socket_in(dir.path(), "checkd");
+            let d = Director::start(director, dir.path(), &services());
+            let (vipd_socket, check_socket) = (d.vipd_socket.clone(), d.check_socket.clone());
             let (kept, lost) = (REALS[0], REALS[1]);
 
             // Every target up; the through-VIP ones with a mark each, and
@@ -332,12 +345,6 @@ fn through_vip_probes_leave_no_connection_entry_a_later_probe_could_follow() {
                 })
                 .collect();
             let dir = tempfile::tempdir().unwrap();
-            let vipd = format!(
-                "accept_local: [eth1]\nstate_file: {}\n",
-                dir.path().join("vipd.state").display()
-            );
-            let _vipd = Daemon::start_configured(director, "vipd", dir.path(), &vipd);
-            transition(&socket_in(dir.path(), "vipd"), rpb::State::Active, 1);
             let mut services = String::from("virtual_services:\n");
             for (name, protocol, port, check) in [
                 ("web", "tcp", 80, "type: http"),
@@ -353,15 +360,8 @@ fn through_vip_probes_leave_no_connection_entry_a_later_probe_could_follow() {
                     services.push_str(&format!("      - address: {real}\n"));
                 }
             }
-            let _ipvsd = Daemon::start_configured(director, "ipvsd", dir.path(), &services);
-            transition(&socket_in(dir.path(), "ipvsd"), rpb::State::Active, 1);
-            let checkd = format!(
-                "ipvsd_socket: {}\nmaintenance_dir: {}\n",
-                socket_in(dir.path(), "ipvsd").display(),
-                dir.path().join("maintenance").display()
-            );
-            let _checkd = Daemon::start_configured(director, "checkd", dir.path(), &checkd);
-            let check_socket = socket_in(dir.path(), "checkd");
+            let d = Director::start(director, dir.path(), &services);
+            let check_socket = d.check_socket.clone();
             wait("all four targets up", director, dir.path(), || {
                 let t = targets(&check_socket);
                 t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
