@@ -24,9 +24,10 @@ pub async fn connect(dial: &Dial) -> Result<TcpStream, ProbeError> {
     if dial.mark.is_some() {
         // A through-VIP probe ends with a reset, not a FIN: IPVS then holds
         // its connection entry in CLOSE, which a new SYN from the same
-        // source port reschedules by mark. After a FIN it would sit in
-        // FIN_WAIT for minutes and take a later probe reusing the port to
-        // this probe's real, whatever that probe's mark says.
+        // source port reschedules by mark. After a FIN the entry would wait
+        // for the server to close too (minutes, for a hung one: CLOSE_WAIT)
+        // and take a later probe reusing the port to this probe's real,
+        // whatever that probe's mark says.
         socket
             .set_zero_linger()
             .map_err(io_error("set SO_LINGER"))?;
