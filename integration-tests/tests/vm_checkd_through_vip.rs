@@ -42,14 +42,39 @@ fn services() -> String {
             "  - name: {name}\n    address: {VIP}\n    port: {port}\n    scheduler: rr\n    forward: route\n    \
              quiescent: false\n    \
              check:\n      type: http\n      port: 80\n      through_vip: {through_vip}\n      \
-             interval: 200ms\n      timeout: 150ms\n      rise: 2\n      fall: 2\n    \
-             reals:\n"
+             interval: 200ms\n      timeout: 150ms\n      rise: 2\n      fall: 2\n{}",
+            reals_yaml()
         ));
-        for real in REALS {
-            config.push_str(&format!("      - address: {real}\n"));
-        }
     }
     config
+}
+
+/// ipvsd's config: the two DR reals behind TCP `:80` and UDP `:7`, each
+/// checked through the VIP every 100 ms.
+fn probe_services() -> String {
+    let mut config = String::from("virtual_services:\n");
+    for (name, protocol, port, check) in [
+        ("web", "tcp", 80, "type: http"),
+        ("echo", "udp", 7, "type: udp, send: ping, receive: pong"),
+    ] {
+        config.push_str(&format!(
+            "  - name: {name}\n    protocol: {protocol}\n    address: {VIP}\n    port: {port}\n    \
+             forward: route\n    \
+             check: {{{check}, through_vip: true, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}}\n{}",
+            reals_yaml()
+        ));
+    }
+    config
+}
+
+/// A service's `reals:` block holding [`REALS`].
+fn reals_yaml() -> String {
+    REALS
+        .iter()
+        .fold(String::from("    reals:\n"), |mut out, real| {
+            out.push_str(&format!("      - address: {real}\n"));
+            out
+        })
 }
 
 fn transition(socket: &Path, target: rpb::State, epoch: u64) {
@@ -129,6 +154,26 @@ fn wait(what: &str, director: &Netns, dir: &Path, mut done: impl FnMut() -> bool
     );
 }
 
+/// The cluster's reals as DR real servers, each serving HTTP on `:80`.
+fn dr_reals(cluster: &NatCluster) -> Vec<HttpServer> {
+    cluster
+        .reals
+        .iter()
+        .map(|real| {
+            hold_vip(&real.ns);
+            HttpServer::start(&real.ns, "0.0.0.0:80".parse().unwrap(), None)
+        })
+        .collect()
+}
+
+/// Waits until checkd has four targets, every one up.
+fn wait_all_up(director: &Netns, dir: &Path, check_socket: &Path) {
+    wait("all four targets up", director, dir, || {
+        let t = targets(check_socket);
+        t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
+    });
+}
+
 /// A DR real server: the VIP on `lo`, hidden from ARP.
 fn hold_vip(real: &Netns) {
     for key in ["all", "eth0"] {
@@ -193,14 +238,7 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
         || {
             let cluster = NatCluster::new("ctv", REALS.len()).unwrap();
             let (director, client) = (&cluster.director.ns, &cluster.client.ns);
-            let _servers: Vec<HttpServer> = cluster
-                .reals
-                .iter()
-                .map(|real| {
-                    hold_vip(&real.ns);
-                    HttpServer::start(&real.ns, "0.0.0.0:80".parse().unwrap(), None)
-                })
-                .collect();
+            let _servers = dr_reals(&cluster);
 
             let dir = tempfile::tempdir().unwrap();
             let d = Director::start(director, dir.path(), &services());
@@ -209,10 +247,7 @@ fn a_real_that_blackholes_the_vip_fails_its_through_vip_check_only() {
 
             // Every target up; the through-VIP ones with a mark each, and
             // one probe service per real in the kernel.
-            wait("all four targets up", director, dir.path(), || {
-                let t = targets(&check_socket);
-                t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
-            });
+            wait_all_up(director, dir.path(), &check_socket);
             let t = targets(&check_socket);
             let marks: Vec<u32> = REALS.iter().map(|r| t[&format!("vip {r}")].2).collect();
             assert_eq!(marks, [0x7a00_0000, 0x7a00_0001], "{t:#?}");
@@ -334,38 +369,15 @@ fn through_vip_probes_leave_no_connection_entry_a_later_probe_could_follow() {
         || {
             let cluster = NatCluster::new("ctc", REALS.len()).unwrap();
             let director = &cluster.director.ns;
-            let servers: Vec<HttpServer> = cluster
-                .reals
-                .iter()
-                .map(|real| {
-                    hold_vip(&real.ns);
-                    // Bound to the VIP, so the answer comes from it.
-                    udp_echo(&real.ns, format!("{VIP}:7").parse().unwrap());
-                    HttpServer::start(&real.ns, "0.0.0.0:80".parse().unwrap(), None)
-                })
-                .collect();
-            let dir = tempfile::tempdir().unwrap();
-            let mut services = String::from("virtual_services:\n");
-            for (name, protocol, port, check) in [
-                ("web", "tcp", 80, "type: http"),
-                ("echo", "udp", 7, "type: udp, send: ping, receive: pong"),
-            ] {
-                services.push_str(&format!(
-                    "  - name: {name}\n    protocol: {protocol}\n    address: {VIP}\n    port: {port}\n    \
-                     forward: route\n    \
-                     check: {{{check}, through_vip: true, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}}\n    \
-                     reals:\n"
-                ));
-                for real in REALS {
-                    services.push_str(&format!("      - address: {real}\n"));
-                }
+            let servers = dr_reals(&cluster);
+            for real in &cluster.reals {
+                // Bound to the VIP, so the answer comes from it.
+                udp_echo(&real.ns, format!("{VIP}:7").parse().unwrap());
             }
-            let d = Director::start(director, dir.path(), &services);
+            let dir = tempfile::tempdir().unwrap();
+            let d = Director::start(director, dir.path(), &probe_services());
             let check_socket = d.check_socket.clone();
-            wait("all four targets up", director, dir.path(), || {
-                let t = targets(&check_socket);
-                t.len() == 4 && t.values().all(|(health, ..)| health == "HEALTH_UP")
-            });
+            wait_all_up(director, dir.path(), &check_socket);
             let table = kernel_table(director);
             assert_eq!(table.matches(" rr ops").count(), 4, "{table}");
 
