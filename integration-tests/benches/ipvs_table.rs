@@ -24,6 +24,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tandem_integration_tests::block_on;
 use tandem_integration_tests::guest::IN_VM;
 use tandem_integration_tests::netns::Netns;
 use tandem_integration_tests::process::rss_kib;
@@ -123,6 +124,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One figure's line: the peer's time, tandem's, and the speed-up.
+fn versus(what: &str, peer_name: &str, peer: Duration, ours: Duration) {
+    println!(
+        "{what} {peer_name} {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
+        ms(peer),
+        ms(ours),
+        peer.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
 /// Median per-operation time of `n` weight changes on service 0's first real.
 async fn edit_cost(ipvs: &mut IpvsClient, n: usize) -> Duration {
     let mut each = Vec::with_capacity(n);
@@ -136,6 +147,16 @@ async fn edit_cost(ipvs: &mut IpvsClient, n: usize) -> Duration {
     median(each)
 }
 
+/// The benchmark's table loaded with one pipelined `execute`: its time.
+async fn load(ipvs: &mut IpvsClient) -> Duration {
+    let batch = requests(SERVICES);
+    let start = Instant::now();
+    let outcomes = ipvs.execute(batch).await.unwrap();
+    let took = start.elapsed();
+    assert!(outcomes.iter().all(Result::is_ok));
+    took
+}
+
 /// One load into the empty IPVS of a namespace of its own: `ipvsadm -R`
 /// (`peer`) or one pipelined [`IpvsClient::execute`]. The namespace, its
 /// table flushed, goes into `kept`.
@@ -143,35 +164,22 @@ fn load_in_fresh_namespace(peer: bool, text: &str, kept: &mut Vec<Netns>) -> Dur
     let ns = Netns::new("ipvs-load").unwrap();
     let took = ns
         .enter(|| {
-            if peer {
-                return run("ipvsadm -R", Some(text));
-            }
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut ipvs = IpvsClient::connect().await.unwrap();
-                    let batch = requests(SERVICES);
-                    let start = Instant::now();
-                    let outcomes = ipvs.execute(batch).await.unwrap();
-                    let took = start.elapsed();
-                    assert!(outcomes.iter().all(Result::is_ok));
-                    took
-                })
+            let took = if peer {
+                run("ipvsadm -R", Some(text))
+            } else {
+                block_on(async { load(&mut IpvsClient::connect().await.unwrap()).await })
+            };
+            let saved = Command::new("ipvsadm-save").arg("-n").output().unwrap();
+            let lines = String::from_utf8_lossy(&saved.stdout).lines().count();
+            let expected = usize::from(SERVICES) * (1 + usize::from(REALS));
+            assert_eq!(
+                lines, expected,
+                "the load left {lines} rules, not {expected}"
+            );
+            run("ipvsadm -C", None);
+            took
         })
         .unwrap();
-    let saved = ns
-        .enter(|| Command::new("ipvsadm-save").arg("-n").output())
-        .unwrap()
-        .unwrap();
-    let lines = String::from_utf8_lossy(&saved.stdout).lines().count();
-    let expected = usize::from(SERVICES) * (1 + usize::from(REALS));
-    assert_eq!(
-        lines, expected,
-        "the load left {lines} rules, not {expected}"
-    );
-    ns.enter(|| run("ipvsadm -C", None)).unwrap();
     kept.push(ns);
     took
 }
@@ -190,11 +198,7 @@ async fn in_guest() {
         run("ipvsadm -C", None);
         peer.push(run("ipvsadm -R", Some(&text)));
         run("ipvsadm -C", None);
-        let batch = requests(SERVICES);
-        let start = Instant::now();
-        let outcomes = ipvs.execute(batch).await.unwrap();
-        ours.push(start.elapsed());
-        assert!(outcomes.iter().all(Result::is_ok));
+        ours.push(load(&mut ipvs).await);
     }
     let (peer_reload, our_reload) = (median(peer), median(ours));
 
@@ -233,17 +237,17 @@ async fn in_guest() {
     println!(
         "ipvs_table: {SERVICES} services x {REALS} reals, medians of {TRIALS} (one VM boot, TCG)"
     );
-    println!(
-        "(a) load from empty (a new namespace each): ipvsadm -R {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
-        ms(peer_load),
-        ms(our_load),
-        peer_load.as_secs_f64() / our_load.as_secs_f64()
+    versus(
+        "(a) load from empty (a new namespace each):",
+        "ipvsadm -R",
+        peer_load,
+        our_load,
     );
-    println!(
-        "(a') reload after ipvsadm -C: ipvsadm -R {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
-        ms(peer_reload),
-        ms(our_reload),
-        peer_reload.as_secs_f64() / our_reload.as_secs_f64()
+    versus(
+        "(a') reload after ipvsadm -C:",
+        "ipvsadm -R",
+        peer_reload,
+        our_reload,
     );
     println!(
         "    floor: the same number of GET_INFO requests, pipelined: {:.1} ms",
@@ -257,12 +261,7 @@ async fn in_guest() {
         usize::from(SERVICES) * usize::from(REALS),
         big.as_secs_f64() / small.as_secs_f64()
     );
-    println!(
-        "(c) dump:  ipvsadm-save -n {:>8.1} ms   tandem {:>8.1} ms   speed-up {:.1}x",
-        ms(peer_dump),
-        ms(our_dump),
-        peer_dump.as_secs_f64() / our_dump.as_secs_f64()
-    );
+    versus("(c) dump: ", "ipvsadm-save -n", peer_dump, our_dump);
 
     run("ipvsadm -C", None);
     daemon_figures().await;
