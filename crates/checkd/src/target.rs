@@ -10,13 +10,19 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tandem_ipvsd::check::{
-    CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
+    CheckClose, CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
 };
 use tandem_ipvsd::config::{RealServer, VirtualService};
 use tandem_ipvsd::effective::{Health, RealId};
 use tandem_ipvsd::ipvs::types::ServiceKey;
 
 use crate::expect::Expect;
+
+/// The `User-Agent` of HTTP checks.
+const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
+/// A fresh connection per probe: a kept-alive one would hide a server that
+/// accepts no new ones.
+const CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
 /// Default cap on the body an HTTP check reads.
 pub const DEFAULT_MAX_BODY: usize = 65_536;
@@ -62,13 +68,12 @@ pub struct HttpPlan {
     /// Request method.
     pub method: http::Method,
     /// Path and query.
-    pub path: String,
+    pub uri: http::Uri,
     /// `Host` header, and the TLS server name.
     pub host: String,
-    /// `host` as a header value, checked once.
-    pub host_header: http::HeaderValue,
-    /// Extra headers.
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Every request header: `Host`, `User-Agent`, `Connection: close`,
+    /// then the extra ones (which replace those of the same name).
+    pub headers: http::HeaderMap,
     /// Accepted status codes.
     pub status_codes: Vec<u16>,
     /// What the body must contain.
@@ -140,6 +145,9 @@ pub struct Target {
     /// The firewall mark of the real's probe service, set on the probe's
     /// socket so the kernel forwards it to this real (`through_vip`).
     pub mark: Option<u32>,
+    /// How a TCP probe's connection ends (`through_vip` ones always reset:
+    /// ipvsd refuses `close: fin` with it).
+    pub close: CheckClose,
     /// The spec as written (for the API).
     pub spec: CheckSpec,
     /// Interval, timeout, rise, fall.
@@ -193,6 +201,7 @@ impl Target {
             addr: SocketAddr::new(address, probe_port),
             source: spec.source,
             mark: mark.filter(|_| spec.through_vip),
+            close: spec.close.unwrap_or_default(),
             spec,
             timing,
             plan,
@@ -306,28 +315,30 @@ fn http_plan(
     let method = spec.method.as_deref().unwrap_or("GET");
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("method: `{method}` is not an HTTP method"))?;
-    let headers = spec
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            let name = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("headers: `{k}` is not a header name"))?;
-            let value = http::HeaderValue::from_str(v)
-                .map_err(|_| format!("headers.{k}: not a header value"))?;
-            Ok((name, value))
-        })
-        .collect::<Result<_, String>>()?;
+    let path = spec.request.as_deref().unwrap_or("/");
+    let uri =
+        http::Uri::try_from(path).map_err(|e| format!("request: `{path}` is not a path: {e}"))?;
     let host = spec.virtualhost.clone().unwrap_or_else(|| match address {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
     });
     let host_header = http::HeaderValue::from_str(&host)
         .map_err(|_| format!("virtualhost: `{host}` is not a header value"))?;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::HOST, host_header);
+    headers.insert(http::header::USER_AGENT, USER_AGENT);
+    headers.insert(http::header::CONNECTION, CLOSE);
+    for (k, v) in &spec.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("headers: `{k}` is not a header name"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| format!("headers.{k}: not a header value"))?;
+        headers.insert(name, value);
+    }
     Ok(HttpPlan {
         server_name: tls_server_name(&host, address),
-        host_header,
         method,
-        path: spec.request.clone().unwrap_or_else(|| "/".into()),
+        uri,
         host,
         headers,
         status_codes: if spec.status_codes.is_empty() {

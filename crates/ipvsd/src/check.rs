@@ -50,6 +50,18 @@ pub enum CheckType {
     On,
 }
 
+/// How a TCP probe's connection ends (`close:`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckClose {
+    /// A reset, as HAProxy's checks end: no TIME_WAIT on the director and
+    /// none on the real, and the kernel's cost of a FIN exchange is saved.
+    #[default]
+    Reset,
+    /// A FIN, for a server that logs every reset as an error.
+    Fin,
+}
+
 impl CheckType {
     /// Its name in the config (`tcp`, `http` …).
     pub fn name(self) -> &'static str {
@@ -91,6 +103,8 @@ pub struct CheckSpec {
     /// Probe through the VIP, as client traffic reaches the real.
     #[serde(default)]
     pub through_vip: bool,
+    /// tcp/http/https: how a probe's connection ends (default reset).
+    pub close: Option<CheckClose>,
     /// tcp/udp: bytes to send.
     pub send: Option<String>,
     /// tcp/udp/http/https: what the reply must contain; dns: an answer.
@@ -155,6 +169,12 @@ impl CheckSpec {
             return Err(FieldError::new("port", "must be 1-65535"));
         }
         self.validate_fields_of_type()?;
+        if self.through_vip && self.close == Some(CheckClose::Fin) {
+            return Err(FieldError::new(
+                "close",
+                "a through_vip probe must end with a reset: after a FIN, IPVS would take a later probe from the same port to this probe's real",
+            ));
+        }
         if self.receive_regex {
             let pattern = self.receive.as_deref().unwrap_or_default();
             regex::Regex::new(pattern).map_err(|e| {
@@ -208,6 +228,11 @@ impl CheckSpec {
         let http = matches!(kind, Http | Https);
         let set = [
             ("send", self.send.is_some(), matches!(kind, Tcp | Udp)),
+            (
+                "close",
+                self.close.is_some(),
+                matches!(kind, Tcp | Http | Https),
+            ),
             (
                 "receive",
                 self.receive.is_some() || self.receive_regex,

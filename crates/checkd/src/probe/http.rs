@@ -13,14 +13,17 @@ use rustls::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tandem_ipvsd::check::CheckClose;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{Dial, ProbeError};
 use crate::target::HttpPlan;
-
-const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
-const CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
 /// The two TLS client configs HTTPS checks use.
 pub struct TlsConfigs {
@@ -120,22 +123,35 @@ impl ServerCertVerifier for TrustAny {
 
 /// One request where `dial` says, as `plan` says.
 pub async fn probe(dial: &Dial, plan: &HttpPlan, tls: &TlsConfigs) -> Result<(), ProbeError> {
-    let tcp = super::tcp::connect(dial).await?;
+    let tcp = Closing {
+        stream: super::tcp::connect(dial).await?,
+        reset: dial.close == CheckClose::Reset,
+    };
     match plan.tls {
         None => exchange(tcp, plan).await,
-        Some(verify) => {
-            let config = if verify {
-                &tls.verifying
-            } else {
-                &tls.trusting
-            };
-            let stream = TlsConnector::from(config.clone())
-                .connect(plan.server_name.clone(), tcp)
-                .await
-                .map_err(|e| ProbeError::Tls(e.to_string()))?;
-            exchange(stream, plan).await
-        }
+        // Boxed: a TLS exchange's state is twice a plain one's, and every
+        // probe's future is as large as its largest kind.
+        Some(verify) => Box::pin(tls_exchange(tcp, verify, plan, tls)).await,
     }
+}
+
+/// The TLS handshake, then the exchange over it.
+async fn tls_exchange(
+    tcp: Closing<TcpStream>,
+    verify: bool,
+    plan: &HttpPlan,
+    tls: &TlsConfigs,
+) -> Result<(), ProbeError> {
+    let config = if verify {
+        &tls.verifying
+    } else {
+        &tls.trusting
+    };
+    let stream = TlsConnector::from(config.clone())
+        .connect(plan.server_name.clone(), tcp)
+        .await
+        .map_err(|e| ProbeError::Tls(e.to_string()))?;
+    exchange(stream, plan).await
 }
 
 async fn exchange<S>(stream: S, plan: &HttpPlan) -> Result<(), ProbeError>
@@ -145,18 +161,10 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::Http(e.to_string()))?;
-    let mut request = http::Request::builder()
-        .method(plan.method.clone())
-        .uri(plan.path.as_str())
-        .header(http::header::HOST, plan.host_header.clone())
-        .header(http::header::USER_AGENT, USER_AGENT)
-        .header(http::header::CONNECTION, CLOSE);
-    for (name, value) in &plan.headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ProbeError::Unprobeable(format!("request: {e}")))?;
+    let mut request = http::Request::new(Empty::<Bytes>::new());
+    *request.method_mut() = plan.method.clone();
+    *request.uri_mut() = plan.uri.clone();
+    *request.headers_mut() = plan.headers.clone();
     let exchange = async {
         let response = sender
             .send_request(request)
@@ -204,5 +212,58 @@ async fn judge(response: http::Response<Incoming>, plan: &HttpPlan) -> Result<()
         Err(ProbeError::Body {
             expected: expect.to_string(),
         })
+    }
+}
+
+/// A probe's TCP stream under hyper (and TLS). hyper shuts the write side
+/// down before it lets a connection go; when the connection is to end with
+/// a reset (see [`super::tcp::connect`]) that shutdown does nothing, so
+/// the drop sends the reset alone and no FIN goes first.
+struct Closing<S> {
+    stream: S,
+    reset: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Closing<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Closing<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.reset {
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut self.stream).poll_shutdown(cx)
+        }
     }
 }

@@ -14,6 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_ipvsd::check::CheckClose;
+
 use crate::target::{Plan, Target};
 
 pub use self::http::TlsConfigs;
@@ -97,6 +99,8 @@ pub struct Dial {
     /// A firewall mark for the socket: the probe service's, which sends a
     /// connection to the VIP to one real.
     pub mark: Option<u32>,
+    /// How a TCP connection ends.
+    pub close: CheckClose,
 }
 
 impl Dial {
@@ -162,6 +166,7 @@ impl Prober {
             addr: target.addr,
             source,
             mark: target.mark,
+            close: target.close,
         };
         match &target.plan {
             Plan::Tcp { send, expect } => tcp::probe(&dial, send.as_deref(), expect.as_ref()).await,
@@ -187,3 +192,6 @@ impl Default for Prober {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests;

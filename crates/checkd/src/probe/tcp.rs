@@ -7,13 +7,17 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use tandem_ipvsd::check::CheckClose;
+
 use super::{Dial, ProbeError, io_error};
 use crate::expect::Expect;
 
 /// Most of a reply read while looking for the expected text.
 const MAX_REPLY: usize = 65_536;
+/// Room made for each read of a reply.
+const READ_CHUNK: usize = 4096;
 
-/// A TCP connection as `dial` says.
+/// A TCP connection as `dial` says; dropped, it ends as `dial.close` says.
 pub async fn connect(dial: &Dial) -> Result<TcpStream, ProbeError> {
     let socket = match dial.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -21,13 +25,16 @@ pub async fn connect(dial: &Dial) -> Result<TcpStream, ProbeError> {
     }
     .map_err(ProbeError::Connect)?;
     dial.mark(&socket)?;
-    if dial.mark.is_some() {
-        // A through-VIP probe ends with a reset, not a FIN: IPVS then holds
-        // its connection entry in CLOSE, which a new SYN from the same
-        // source port reschedules by mark. After a FIN the entry would wait
-        // for the server to close too (minutes, for a hung one: CLOSE_WAIT)
-        // and take a later probe reusing the port to this probe's real,
-        // whatever that probe's mark says.
+    if dial.close == CheckClose::Reset {
+        // Dropping the stream sends a reset. The director keeps no
+        // TIME_WAIT (10,000 targets a second would fill its table), the
+        // real none either, and the kernel skips a FIN exchange: a fifth of
+        // a loopback probe's kernel time. A through-VIP probe must end so:
+        // IPVS then holds its connection entry in CLOSE, which a new SYN
+        // from the same source port reschedules by mark. After a FIN the
+        // entry would wait for the server to close too (minutes, for a hung
+        // one: CLOSE_WAIT) and take a later probe reusing the port to this
+        // probe's real, whatever that probe's mark says.
         socket
             .set_zero_linger()
             .map_err(io_error("set SO_LINGER"))?;
@@ -54,14 +61,18 @@ pub async fn probe(
     let Some(expect) = expect else {
         return Ok(());
     };
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 4096];
+    // Read into the heap: a buffer on the stack would be held across the
+    // await, in every probe's future.
+    let mut reply = Vec::with_capacity(READ_CHUNK);
     while reply.len() < MAX_REPLY {
-        let n = stream.read(&mut chunk).await.map_err(io_error("receive"))?;
+        reply.reserve(READ_CHUNK.min(MAX_REPLY - reply.len()));
+        let n = stream
+            .read_buf(&mut reply)
+            .await
+            .map_err(io_error("receive"))?;
         if n == 0 {
             break;
         }
-        reply.extend_from_slice(&chunk[..n]);
         if expect.matches(&reply) {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tandem_proto::ipvs::v1 as pb;
 
-use crate::check::{CheckSpec, CheckType};
+use crate::check::{CheckClose, CheckSpec, CheckType};
 use crate::config::{
     FamilyName, ForwardName, Persistence, ProtocolName, RealServer, VirtualService,
 };
@@ -284,8 +284,20 @@ pub fn check_spec(c: &pb::CheckSpec) -> Result<CheckSpec, FieldError> {
             ));
         }
     };
+    let close = match pb::CheckClose::try_from(c.close) {
+        Ok(pb::CheckClose::Unspecified) => None,
+        Ok(pb::CheckClose::Reset) => Some(CheckClose::Reset),
+        Ok(pb::CheckClose::Fin) => Some(CheckClose::Fin),
+        Err(_) => {
+            return Err(FieldError::new(
+                "close",
+                format!("{} is not a way to close", c.close),
+            ));
+        }
+    };
     Ok(CheckSpec {
         kind,
+        close,
         interval: millis(c.interval_ms),
         timeout: millis(c.timeout_ms),
         rise: c.rise,
@@ -338,6 +350,12 @@ pub fn check_spec_to_wire(c: &CheckSpec) -> pb::CheckSpec {
         port: c.port.map(u32::from),
         source: c.source.map(|s| s.to_string()).unwrap_or_default(),
         through_vip: c.through_vip,
+        close: match c.close {
+            None => pb::CheckClose::Unspecified,
+            Some(CheckClose::Reset) => pb::CheckClose::Reset,
+            Some(CheckClose::Fin) => pb::CheckClose::Fin,
+        }
+        .into(),
         send: c.send.clone().unwrap_or_default(),
         receive: c.receive.clone().unwrap_or_default(),
         receive_regex: c.receive_regex,

@@ -157,6 +157,16 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
             },
             "service.check.timeout:",
         ),
+        (
+            pb::VirtualService {
+                check: Some(pb::CheckSpec {
+                    close: 7,
+                    ..pb::CheckSpec::default()
+                }),
+                ..base()
+            },
+            "service.check.close:",
+        ),
     ];
     for (vs, field) in cases {
         let err = svc.put_service(put(vs)).await.unwrap_err();

@@ -115,3 +115,30 @@ fn http_methods_and_headers_must_be_well_formed() {
         .validate()
         .unwrap();
 }
+
+#[test]
+fn close_applies_to_tcp_probes_and_a_through_vip_probe_must_reset() {
+    assert_eq!(
+        spec("{type: http, close: fin}").close,
+        Some(CheckClose::Fin)
+    );
+    spec("{type: tcp, close: reset}").validate().unwrap();
+    assert_eq!(
+        refused("{type: udp, send: x, close: fin}"),
+        "close: does not apply to a udp check"
+    );
+    assert!(
+        refused("{type: http, through_vip: true, close: fin}")
+            .starts_with("close: a through_vip probe must end with a reset")
+    );
+    spec("{type: http, through_vip: true, close: reset}")
+        .validate()
+        .unwrap();
+    let err = tandem_daemon::config::parse::<CheckSpec>(
+        std::path::Path::new("c.yaml"),
+        "close: linger\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("close") && err.contains("linger"), "{err}");
+}

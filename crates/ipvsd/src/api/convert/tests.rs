@@ -15,7 +15,7 @@ virtual_services:
     forward: tunnel
     quiescent: false
     fallback: 198.51.100.200:80
-    check: {type: http, interval: 2s, request: /health, receive: ok, headers: {X-A: b}}
+    check: {type: http, interval: 2s, request: /health, receive: ok, headers: {X-A: b}, close: fin}
     reals:
       - address: 198.51.100.101
         weight: 3
@@ -24,7 +24,7 @@ virtual_services:
       - address: 198.51.100.102
         forward: masq
         port: 8080
-        check: {type: tcp, send: PING, receive: PONG}
+        check: {type: tcp, send: PING, receive: PONG, close: reset}
   - fwmark: 7
     family: ipv6
     scheduler: mh

@@ -1,0 +1,75 @@
+//! How a probe's connection ends, as a real server on loopback sees it:
+//! a reset by default, a FIN with `close: fin`, and never a FIN before the
+//! reset (hyper shuts a connection down before it lets it go).
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::io;
+use std::path::Path;
+
+use tandem_ipvsd::config::IpvsdConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Prober;
+use crate::target::{Target, targets_of};
+
+fn target(port: u16, check: &str) -> Target {
+    let yaml = format!(
+        "virtual_services:\n  - address: 198.51.100.10\n    port: 80\n    \
+         check: {check}\n    reals:\n      - {{address: 127.0.0.1, port: {port}}}\n"
+    );
+    let config: IpvsdConfig = tandem_daemon::config::parse(Path::new("t.yaml"), &yaml).unwrap();
+    targets_of(&config.virtual_services, &std::collections::BTreeMap::new()).remove(0)
+}
+
+/// What the server's next read after the probe's request gets: `Ok(0)` for
+/// a FIN, a `ConnectionReset` error for a reset.
+async fn end_seen_by_server(check: &str, answer: &'static [u8]) -> io::Result<usize> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = target(listener.local_addr().unwrap().port(), check);
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        if !answer.is_empty() {
+            read_request(&mut stream).await;
+            // Answered, and left open: a server that ignores
+            // `Connection: close` sees how the client ends.
+            stream.write_all(answer).await.unwrap();
+        }
+        stream.read(&mut [0u8; 64]).await
+    });
+    Prober::new().probe(&target).await.unwrap();
+    server.await.unwrap()
+}
+
+async fn read_request(stream: &mut TcpStream) {
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert_ne!(n, 0, "the probe closed before its request ended");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn is_reset(end: &io::Result<usize>) -> bool {
+    matches!(end, Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
+}
+
+#[tokio::test]
+async fn a_tcp_probe_ends_with_a_reset_unless_fin_is_asked() {
+    let end = end_seen_by_server("{type: tcp}", b"").await;
+    assert!(is_reset(&end), "{end:?}");
+    let end = end_seen_by_server("{type: tcp, close: fin}", b"").await;
+    assert_eq!(end.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_http_probe_sends_no_fin_before_its_reset() {
+    let end = end_seen_by_server("{type: http}", OK).await;
+    assert!(is_reset(&end), "a FIN came first: {end:?}");
+    let end = end_seen_by_server("{type: http, close: fin}", OK).await;
+    assert_eq!(end.unwrap(), 0);
+}
