@@ -18,12 +18,6 @@ use tandem_ipvsd::ipvs::types::ServiceKey;
 
 use crate::expect::Expect;
 
-/// The `User-Agent` of HTTP checks.
-const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
-/// A fresh connection per probe: a kept-alive one would hide a server that
-/// accepts no new ones.
-const CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
-
 /// Default cap on the body an HTTP check reads.
 pub const DEFAULT_MAX_BODY: usize = 65_536;
 
@@ -71,9 +65,10 @@ pub struct HttpPlan {
     pub uri: http::Uri,
     /// `Host` header, and the TLS server name.
     pub host: String,
-    /// Every request header: `Host`, `User-Agent`, `Connection: close`,
-    /// then the extra ones (which replace those of the same name).
-    pub headers: http::HeaderMap,
+    /// `host` as a header value, checked once.
+    pub host_header: http::HeaderValue,
+    /// Extra headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Accepted status codes.
     pub status_codes: Vec<u16>,
     /// What the body must contain.
@@ -324,22 +319,23 @@ fn http_plan(
     });
     let host_header = http::HeaderValue::from_str(&host)
         .map_err(|_| format!("virtualhost: `{host}` is not a header value"))?;
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, host_header);
-    headers.insert(http::header::USER_AGENT, USER_AGENT);
-    headers.insert(http::header::CONNECTION, CLOSE);
-    for (k, v) in &spec.headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("headers: `{k}` is not a header name"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| format!("headers.{k}: not a header value"))?;
-        headers.insert(name, value);
-    }
+    let headers = spec
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("headers: `{k}` is not a header name"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("headers.{k}: not a header value"))?;
+            Ok((name, value))
+        })
+        .collect::<Result<_, String>>()?;
     Ok(HttpPlan {
         server_name: tls_server_name(&host, address),
         method,
         uri,
         host,
+        host_header,
         headers,
         status_codes: if spec.status_codes.is_empty() {
             vec![200]

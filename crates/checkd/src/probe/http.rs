@@ -25,6 +25,9 @@ use tokio_rustls::TlsConnector;
 use super::{Dial, ProbeError};
 use crate::target::HttpPlan;
 
+const USER_AGENT: http::HeaderValue = http::HeaderValue::from_static("tandem-checkd");
+const CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
+
 /// The two TLS client configs HTTPS checks use.
 pub struct TlsConfigs {
     verifying: Arc<ClientConfig>,
@@ -161,10 +164,18 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::Http(e.to_string()))?;
-    let mut request = http::Request::new(Empty::<Bytes>::new());
-    *request.method_mut() = plan.method.clone();
-    *request.uri_mut() = plan.uri.clone();
-    *request.headers_mut() = plan.headers.clone();
+    let mut request = http::Request::builder()
+        .method(plan.method.clone())
+        .uri(plan.uri.clone())
+        .header(http::header::HOST, plan.host_header.clone())
+        .header(http::header::USER_AGENT, USER_AGENT)
+        .header(http::header::CONNECTION, CLOSE);
+    for (name, value) in &plan.headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ProbeError::Unprobeable(format!("request: {e}")))?;
     let exchange = async {
         let response = sender
             .send_request(request)

@@ -19,6 +19,8 @@
     reason = "benchmark: a panic is the failure report"
 )]
 
+mod floor;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -239,6 +241,32 @@ async fn run_checkd(check: &str, arrivals: &Arrivals, addresses: u8) -> Measured
     measured
 }
 
+/// Every target of `addresses` addresses, as the servers listen.
+fn all_targets(addresses: u8) -> Vec<SocketAddr> {
+    (0..PORTS)
+        .flat_map(|p| (0..addresses).map(move |a| target(a, p)))
+        .collect()
+}
+
+/// The floor prober (see [`floor`]) on the same targets, as a child
+/// process; prints and returns the window's figures.
+async fn run_floor(arrivals: &Arrivals) -> Measured {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(floor::FLOOR, "1")
+        .spawn()
+        .unwrap();
+    let measured = measure(|| cpu_seconds(child.id()), arrivals).await;
+    let (rss, _) = rss_kib(child.id());
+    println!(
+        "http floor:  {}; RSS {:.1} MiB",
+        measured.line(),
+        rss as f64 / 1024.0
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    measured
+}
+
 /// keepalived's config: the same services and reals, each with `HTTP_GET`
 /// every second (`delay_loop 1`).
 fn keepalived_config(addresses: u8) -> String {
@@ -343,6 +371,9 @@ fn main() {
     let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current = limit.maximum;
     rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+    if std::env::var_os(floor::FLOOR).is_some() {
+        floor::run(&all_targets(ADDRESSES), Duration::from_secs(1));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -365,7 +396,16 @@ fn main() {
             if only.as_deref().is_some_and(|o| o != check) {
                 continue;
             }
-            run_checkd(check, &arrivals, ADDRESSES).await;
+            let checkd = run_checkd(check, &arrivals, ADDRESSES).await;
+            if check == "http" {
+                let floor = run_floor(&arrivals).await;
+                println!(
+                    "CPU per probe, checkd / floor: {:.2}x (user time: checkd {:.3} s, floor {:.3} s per 1,000 probes)",
+                    checkd.cpu_per_1000 / floor.cpu_per_1000,
+                    checkd.user_per_1000,
+                    floor.user_per_1000
+                );
+            }
         }
     });
     drop(runtime);
