@@ -5,7 +5,9 @@
 //! over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
 //! its share of one core, its RSS, and the spread of probe start times as
 //! the servers saw them (each target's interval drift; how evenly probes
-//! fall across the second). Then, as root, the peer: in one boot of the
+//! fall across the second). After the HTTP window, the same for the floor
+//! (see [`floor`]) and checkd's CPU per probe over it. Then, as root, the
+//! peer: in one boot of the
 //! kernel VM (keepalived's checker needs IPVS), checkd's and keepalived's
 //! `HTTP_GET` probing the same 1,000 targets, and the CPU-per-probe ratio.
 //! Asserts nothing about speed.
