@@ -189,6 +189,16 @@ impl CheckSpec {
                 format!("`{method}` is not an HTTP method"),
             ));
         }
+        if let Some(path) = &self.request
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(FieldError::new(
+                "request",
+                format!(
+                    "`{path}` is not a path: it must start with / and hold no spaces (ldirectord's request=\"test.html\" is /test.html)"
+                ),
+            ));
+        }
         for (name, value) in &self.headers {
             if !is_token(name) {
                 return Err(FieldError::new(

@@ -3,7 +3,10 @@
 //! then the status, then at most `max_body` bytes of body for `receive`.
 //! HTTPS sends SNI when the host is a name; verification is a switch.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -13,10 +16,6 @@ use rustls::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use tandem_ipvsd::check::CheckClose;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;

@@ -4,10 +4,9 @@
 
 use std::net::SocketAddr;
 
+use tandem_ipvsd::check::CheckClose;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-use tandem_ipvsd::check::CheckClose;
 
 use super::{Dial, ProbeError, io_error};
 use crate::expect::Expect;
@@ -27,14 +26,15 @@ pub async fn connect(dial: &Dial) -> Result<TcpStream, ProbeError> {
     dial.mark(&socket)?;
     if dial.close == CheckClose::Reset {
         // Dropping the stream sends a reset. The director keeps no
-        // TIME_WAIT (10,000 targets a second would fill its table), the
-        // real none either, and the kernel skips a FIN exchange: a fifth of
-        // a loopback probe's kernel time. A through-VIP probe must end so:
-        // IPVS then holds its connection entry in CLOSE, which a new SYN
-        // from the same source port reschedules by mark. After a FIN the
-        // entry would wait for the server to close too (minutes, for a hung
-        // one: CLOSE_WAIT) and take a later probe reusing the port to this
-        // probe's real, whatever that probe's mark says.
+        // TIME_WAIT (10,000 probes a second would fill its table), a real
+        // that closed first none either, and an HTTP probe skips a FIN
+        // exchange (a tenth of its kernel time on loopback, measured).
+        // A through-VIP probe must end so: IPVS then holds its connection
+        // entry in CLOSE, which a new SYN from the same source port
+        // reschedules by mark. After a FIN the entry would wait for the
+        // server to close too (minutes, for a hung one: CLOSE_WAIT) and
+        // take a later probe reusing the port to this probe's real,
+        // whatever that probe's mark says.
         socket
             .set_zero_linger()
             .map_err(io_error("set SO_LINGER"))?;

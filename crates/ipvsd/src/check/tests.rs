@@ -108,6 +108,14 @@ fn http_methods_and_headers_must_be_well_formed() {
     assert!(refused("{type: http, method: 'GET /'}").starts_with("method: `GET /` is not"));
     assert!(refused("{type: http, headers: {'X Bad': v}}").starts_with("headers: `X Bad`"));
     assert!(refused("{type: http, headers: {X-Ok: \"a\\nb\"}}").starts_with("headers.X-Ok:"));
+    assert!(
+        refused("{type: http, request: index.html}")
+            .starts_with("request: `index.html` is not a path: it must start with /")
+    );
+    assert!(refused("{type: http, request: '/a b'}").starts_with("request:"));
+    spec("{type: http, request: '/health?deep=1'}")
+        .validate()
+        .unwrap();
     spec("{type: https, method: HEAD, headers: {X-Probe: tandem}}")
         .validate()
         .unwrap();
