@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tandem_ipvsd::check::{
-    CheckClose, CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
+    CheckSpec, CheckType, DEFAULT_INTERVAL, DEFAULT_RISE_FALL, DEFAULT_TIMEOUT,
 };
 use tandem_ipvsd::config::{RealServer, VirtualService};
 use tandem_ipvsd::effective::{Health, RealId};
@@ -140,9 +140,6 @@ pub struct Target {
     /// The firewall mark of the real's probe service, set on the probe's
     /// socket so the kernel forwards it to this real (`through_vip`).
     pub mark: Option<u32>,
-    /// How a TCP probe's connection ends (`through_vip` ones always reset:
-    /// ipvsd refuses `close: fin` with it).
-    pub close: CheckClose,
     /// The spec as written (for the API).
     pub spec: CheckSpec,
     /// Interval, timeout, rise, fall.
@@ -196,7 +193,6 @@ impl Target {
             addr: SocketAddr::new(address, probe_port),
             source: spec.source,
             mark: mark.filter(|_| spec.through_vip),
-            close: spec.close.unwrap_or_default(),
             spec,
             timing,
             plan,

@@ -1,6 +1,6 @@
 //! The floor: checkd's HTTP probe exchange, to the same targets at the same
 //! rate, made by a prober with next to no code of its own (one epoll loop,
-//! no runtime, no HTTP library, the response checked by its last bytes).
+//! no runtime, no HTTP library, the response compared as bytes).
 //! What it costs is what the kernel charges a prober for these probes' TCP
 //! on loopback, the servers' side included; what checkd costs above it is
 //! checkd's own. It runs as a child process of the benchmark ([`FLOOR`]
@@ -26,9 +26,6 @@ pub const FLOOR: &str = "CHECKD_BENCH_FLOOR";
 
 /// How often due probes are started: tokio's timer tick, as in checkd.
 const TICK: Duration = Duration::from_millis(1);
-
-/// The bench servers' body, which ends every response.
-const BODY: &[u8] = b"\r\n\r\nok\n";
 
 struct Probe {
     socket: Socket,
@@ -126,7 +123,7 @@ fn advance(probe: &mut Probe, request: &[u8]) -> bool {
             Ok(0) => return true,
             Ok(n) => {
                 probe.reply.extend_from_slice(&chunk[..n]);
-                if probe.reply.ends_with(BODY) {
+                if probe.reply.ends_with(super::RESPONSE) {
                     return true;
                 }
             }

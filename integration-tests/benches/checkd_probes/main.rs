@@ -7,9 +7,9 @@
 //! the servers saw them (each target's interval drift; how evenly probes
 //! fall across the second). After the HTTP window, the same for the floor
 //! (see [`floor`]) and checkd's CPU per probe over it. Then, as root, the
-//! peer: in one boot of the
-//! kernel VM (keepalived's checker needs IPVS), checkd's and keepalived's
-//! `HTTP_GET` probing the same 1,000 targets, and the CPU-per-probe ratio.
+//! peer: in one boot of the kernel VM (keepalived's checker needs IPVS),
+//! checkd's and keepalived's `HTTP_GET` probing the same 1,000 targets, and
+//! the CPU-per-probe ratio.
 //! Asserts nothing about speed.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p
@@ -43,6 +43,8 @@ const FIRST_PORT: u16 = 20_000;
 const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(10);
 const DIR: &str = "/tmp/checkd-bench";
+/// Every server's answer to an HTTP request.
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
 
 type Arrivals = Arc<Mutex<HashMap<SocketAddr, Vec<Instant>>>>;
 
@@ -53,37 +55,32 @@ fn target(a: u8, p: u16) -> SocketAddr {
 /// One listener per target; each connection's arrival is logged by the
 /// address it reached; HTTP requests get a small 200.
 async fn serve(arrivals: Arrivals, addresses: u8) {
-    for a in 0..addresses {
-        for p in 0..PORTS {
-            let addr = target(a, p);
-            let listener = TcpListener::bind(addr).await.unwrap();
-            let arrivals = arrivals.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((mut stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let at = Instant::now();
-                    arrivals.lock().unwrap().entry(addr).or_default().push(at);
-                    tokio::spawn(async move {
-                        let mut buf = [0u8; 1024];
-                        let mut seen = Vec::new();
-                        while let Ok(n) = stream.read(&mut buf).await {
-                            if n == 0 {
-                                return;
-                            }
-                            seen.extend_from_slice(&buf[..n]);
-                            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                                let _ = stream
-                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-                                    .await;
-                                return;
-                            }
+    for addr in all_targets(addresses) {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let at = Instant::now();
+                arrivals.lock().unwrap().entry(addr).or_default().push(at);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
                         }
-                    });
-                }
-            });
-        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = stream.write_all(RESPONSE).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
     }
 }
 

@@ -166,7 +166,8 @@ impl Prober {
             addr: target.addr,
             source,
             mark: target.mark,
-            close: target.close,
+            // `through_vip` ones always reset: ipvsd refuses `close: fin`.
+            close: target.spec.close.unwrap_or_default(),
         };
         match &target.plan {
             Plan::Tcp { send, expect } => tcp::probe(&dial, send.as_deref(), expect.as_ref()).await,
