@@ -57,35 +57,32 @@ impl Daemon {
 
     /// [`Daemon::start_logging`] with extra environment variables.
     pub fn start_logging_env(name: &str, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Self {
-        let file = std::fs::File::create(log)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let err = file.try_clone().expect("cloning the log file");
-        let child = Command::new(binary(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .envs(env.iter().copied())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Self { child }
+        let mut command = Command::new(binary(name));
+        command.args(args).envs(env.iter().copied());
+        Self::spawn_logging(name, command, log)
     }
 
     /// Starts workspace binary `name` with `args` inside network namespace
     /// `ns`, its stdout and stderr written to `log`.
     pub fn start_in(ns: &crate::netns::Netns, name: &str, args: &[&str], log: &Path) -> Self {
+        let mut command = ns.command(&binary(name).to_string_lossy());
+        command.args(args);
+        Self::spawn_logging(name, command, log)
+    }
+
+    /// Spawns `command`, which runs workspace binary `name` (perhaps under
+    /// a wrapper that execs it, as `ip netns exec` and `taskset` do), its
+    /// stdout and stderr written to `log`.
+    pub fn spawn_logging(name: &str, mut command: Command, log: &Path) -> Self {
         let file = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let err = file.try_clone().expect("cloning the log file");
-        let program = binary(name);
-        let child = ns
-            .command(&program.to_string_lossy())
-            .args(args)
+        let child = command
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} in {}: {e}", ns.name()));
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Self { child }
     }
 

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_integration_tests::block_on;
+use tandem_integration_tests::capture::{Capture, Frame};
 use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_integration_tests::servers::{
@@ -492,4 +493,136 @@ fn checkd_rereports_after_ipvsd_restarts_and_honours_overrides() {
         String::from_utf8_lossy(&unknown.stderr).contains("NotFound"),
         "{unknown:?}"
     );
+}
+
+/// A TCP segment between the director and a real, from a capture in the
+/// real's namespace.
+#[derive(Debug)]
+struct Segment {
+    at: tokio::time::Instant,
+    from_director: bool,
+    /// The director's port: which connection.
+    director_port: u16,
+    real_port: u16,
+    flags: u8,
+    payload: usize,
+}
+
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const FIN: u8 = 0x01;
+const ACK: u8 = 0x10;
+
+/// The TCP segments to or from `director` in `frames` (IPv4 over Ethernet).
+fn segments(frames: &[Frame], director: [u8; 4]) -> Vec<Segment> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let b = &f.bytes;
+            if f.ethertype() != 0x0800 || b.len() < 34 || b[23] != 6 {
+                return None;
+            }
+            let ip_header = usize::from(b[14] & 0x0f) * 4;
+            let ip_len = usize::from(u16::from_be_bytes([b[16], b[17]]));
+            let tcp = b.get(14 + ip_header..)?;
+            let tcp_header = usize::from(tcp.get(12)? >> 4) * 4;
+            let (src, dst) = (&b[26..30], &b[30..34]);
+            let ports = [
+                u16::from_be_bytes([tcp[0], tcp[1]]),
+                u16::from_be_bytes([tcp[2], tcp[3]]),
+            ];
+            let from_director = src == director;
+            if !from_director && dst != director {
+                return None;
+            }
+            let (director_port, real_port) = if from_director {
+                (ports[0], ports[1])
+            } else {
+                (ports[1], ports[0])
+            };
+            Some(Segment {
+                at: f.at,
+                from_director,
+                director_port,
+                real_port,
+                flags: tcp[13],
+                payload: ip_len - ip_header - tcp_header,
+            })
+        })
+        .collect()
+}
+
+/// On the wire: an HTTP probe's handshake ends with its request (no bare
+/// ACK goes first), a banner check's with an ACK at once (its server
+/// speaks first), and every probe with a reset, never a FIN.
+#[test]
+fn probes_send_the_handshake_ack_with_the_request_and_end_with_a_reset() {
+    let mut d = Director::new("ck-wire");
+    let real = d.real("r1", "198.51.100.51");
+    let _web = HttpServer::start(&real.ns, sock("198.51.100.51:80"), None);
+    banner_server(&real.ns, sock("198.51.100.51:25"), "220 ready\r\n");
+    let capture = Capture::start(&real.ns).unwrap();
+    let timing = "interval: 200ms, timeout: 150ms, rise: 1, fall: 1";
+    d.start_ipvsd(&format!(
+        "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
+         check: {{type: http, {timing}}}\n    reals:\n      - address: 198.51.100.51\n  \
+         - name: smtp\n    address: 198.51.100.10\n    port: 25\n    forward: masq\n    \
+         check: {{type: tcp, receive: '220', {timing}}}\n    reals:\n      - address: 198.51.100.51\n"
+    ));
+    d.start_checkd();
+    d.wait_target("198.51.100.51:80", ipb::Health::Up);
+    d.wait_target("198.51.100.51:25", ipb::Health::Up);
+    std::thread::sleep(Duration::from_millis(1000));
+    let segments = segments(&capture.stop(), [198, 51, 100, 1]);
+    let mut connections: std::collections::BTreeMap<(u16, u16), Vec<&Segment>> =
+        std::collections::BTreeMap::new();
+    for s in &segments {
+        connections
+            .entry((s.real_port, s.director_port))
+            .or_default()
+            .push(s);
+    }
+    // Whole connections only: from the SYN to the director's reset.
+    let whole: Vec<_> = connections
+        .iter()
+        .filter(|(_, c)| {
+            c.first().is_some_and(|s| s.from_director && s.flags == SYN)
+                && c.iter().any(|s| s.from_director && s.flags & RST != 0)
+        })
+        .collect();
+    for port in [80, 25] {
+        let n = whole.iter().filter(|((p, _), _)| *p == port).count();
+        assert!(
+            n >= 3,
+            "{n} whole probe connections to port {port} captured"
+        );
+    }
+    for ((port, _), connection) in whole {
+        let ours: Vec<&&Segment> = connection.iter().filter(|s| s.from_director).collect();
+        assert!(
+            ours.iter().all(|s| s.flags & FIN == 0),
+            "port {port}: the director sent a FIN: {connection:#?}"
+        );
+        let synack = connection
+            .iter()
+            .find(|s| !s.from_director && s.flags == SYN | ACK)
+            .unwrap_or_else(|| panic!("port {port}: no SYN-ACK: {connection:#?}"));
+        let second = ours.get(1).unwrap();
+        if *port == 80 {
+            assert!(
+                second.flags & ACK != 0 && second.payload > 0,
+                "port 80: the handshake's ACK went without the request: {connection:#?}"
+            );
+        } else {
+            assert!(
+                second.flags == ACK && second.payload == 0,
+                "port 25: no bare ACK after the SYN-ACK: {connection:#?}"
+            );
+            let waited = second.at - synack.at;
+            assert!(
+                waited < Duration::from_millis(100),
+                "port 25: the handshake's ACK waited {waited:?} (a delayed ACK, up to 200 ms): the banner server waits for it"
+            );
+        }
+    }
 }

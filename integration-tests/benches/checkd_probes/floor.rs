@@ -6,7 +6,8 @@
 //! checkd's own. It runs as a child process of the benchmark ([`FLOOR`]
 //! set), so its CPU is read as checkd's is.
 //!
-//! Per probe, as checkd: a non-blocking socket ending with a reset, one
+//! Per probe, as checkd: a non-blocking socket ending with a reset, its
+//! handshake's last ACK sent with the request (no quick ACK), one
 //! edge-triggered registration for reading and writing, the request in one
 //! write once connected, reads until the body has come.
 
@@ -93,6 +94,7 @@ pub fn run(targets: &[SocketAddr], interval: Duration) -> ! {
 fn open(target: SocketAddr) -> Option<Probe> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
     socket.set_linger(Some(Duration::ZERO)).unwrap();
+    socket.set_tcp_quickack(false).unwrap();
     match socket.connect(&target.into()) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
         Ok(()) => {}

@@ -1,6 +1,7 @@
-//! Benchmark: checkd probing 10,000 targets, each a real listener on
-//! loopback (100 addresses x 100 ports, served by this process), at a 1 s
-//! interval, with TCP and then HTTP checks. Targets come from a real ipvsd
+//! Benchmark: checkd probing 10,000 targets, each a real listener (100
+//! addresses x 100 ports, served by this process), at a 1 s interval, with
+//! TCP and then HTTP checks: first on loopback, then (as root) on namespace
+//! addresses (see [`split`]), where the director's core is measured alone. Targets come from a real ipvsd
 //! (STOPPED: the host has no IPVS, which checkd does not need). Prints,
 //! over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
 //! its share of one core, its RSS, and the spread of probe start times as
@@ -14,7 +15,8 @@
 //!
 //! Run: `cargo build --release --bins && cargo bench -p
 //! tandem-integration-tests --bench checkd_probes` (`CHECKD_BENCH_ONLY=http`
-//! runs one check type on the host; `CHECKD_BENCH_NO_PEER=1` skips the VM).
+//! runs one check type on the host; `CHECKD_BENCH_PLACE=loopback` or
+//! `=namespaces` one place; `CHECKD_BENCH_NO_PEER=1` skips the VM).
 
 #![allow(
     clippy::unwrap_used,
@@ -22,18 +24,22 @@
 )]
 
 mod floor;
+mod split;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tandem_integration_tests::guest::IN_VM;
-use tandem_integration_tests::process::{Daemon, rss_kib};
+use tandem_integration_tests::process::{Daemon, binary, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+
+use split::Split;
 
 /// Addresses on the host; the VM run uses [`VM_ADDRESSES`].
 const ADDRESSES: u8 = 100;
@@ -48,15 +54,71 @@ const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: cl
 
 type Arrivals = Arc<Mutex<HashMap<SocketAddr, Vec<Instant>>>>;
 
-fn target(a: u8, p: u16) -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(127, 0, 0, a + 1).into(), FIRST_PORT + p)
+/// Where the targets listen and the probers run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// `127.0.0.1`…: the kernel's work for both ends of every connection
+    /// is charged to the prober.
+    Loopback,
+    /// `198.51.100.1`… in their own namespace (see [`split`]).
+    Namespaces,
 }
 
-/// One listener per target; each connection's arrival is logged by the
-/// address it reached; HTTP requests get a small 200.
-async fn serve(arrivals: Arrivals, addresses: u8) {
-    for addr in all_targets(addresses) {
-        let listener = TcpListener::bind(addr).await.unwrap();
+impl Place {
+    /// Target `a`, `p`: address `a` (from 1), port `p` (from [`FIRST_PORT`]).
+    fn target(self, a: u8, p: u16) -> SocketAddr {
+        let base = match self {
+            Self::Loopback => [127, 0, 0],
+            Self::Namespaces => split::REALS,
+        };
+        SocketAddr::new(
+            Ipv4Addr::new(base[0], base[1], base[2], a + 1).into(),
+            FIRST_PORT + p,
+        )
+    }
+
+    /// Every target of `addresses` addresses.
+    fn targets(self, addresses: u8) -> Vec<SocketAddr> {
+        (0..PORTS)
+            .flat_map(|p| (0..addresses).map(move |a| self.target(a, p)))
+            .collect()
+    }
+
+    /// As [`floor::FLOOR`] carries it to the floor's process.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Loopback => "loopback",
+            Self::Namespaces => "namespaces",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::Loopback, Self::Namespaces]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// Non-blocking listeners on `targets`, opened on this thread (in its
+/// namespace).
+fn bind(targets: &[SocketAddr]) -> Vec<std::net::TcpListener> {
+    targets
+        .iter()
+        .map(|addr| {
+            let listener = std::net::TcpListener::bind(addr)
+                .unwrap_or_else(|e| panic!("listening on {addr}: {e}"));
+            listener.set_nonblocking(true).unwrap();
+            listener
+        })
+        .collect()
+}
+
+/// Serves `listeners`; each connection's arrival is logged by the address
+/// it reached; HTTP requests get a small 200.
+fn serve(arrivals: &Arrivals, listeners: Vec<std::net::TcpListener>) {
+    for listener in listeners {
+        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
             loop {
@@ -84,15 +146,15 @@ async fn serve(arrivals: Arrivals, addresses: u8) {
     }
 }
 
-fn ipvsd_config(check: &str, addresses: u8) -> String {
+fn ipvsd_config(check: &str, place: Place, addresses: u8) -> String {
     let mut out = String::from("virtual_services:\n");
     for p in 0..PORTS {
         out.push_str(&format!(
-            "  - address: 198.51.100.10\n    port: {}\n    forward: masq\n    check: {{type: {check}, interval: 1s, timeout: 800ms}}\n    reals:\n",
+            "  - address: 203.0.113.10\n    port: {}\n    forward: masq\n    check: {{type: {check}, interval: 1s, timeout: 800ms}}\n    reals:\n",
             10_000 + p
         ));
         for a in 0..addresses {
-            let t = target(a, p);
+            let t = place.target(a, p);
             out.push_str(&format!(
                 "      - {{address: {}, port: {}}}\n",
                 t.ip(),
@@ -132,6 +194,9 @@ struct Measured {
     cpu_per_1000: f64,
     user_per_1000: f64,
     core_share: f64,
+    /// How busy the director's core was, in percent, when the prober had
+    /// one to itself (see [`split`]).
+    director_core: Option<f64>,
     drift: Vec<f64>,
     busiest: f64,
 }
@@ -139,8 +204,14 @@ struct Measured {
 impl Measured {
     fn line(&self) -> String {
         let pct = |p: f64| 100.0 * percentile(&self.drift, p);
+        let core = self.director_core.map_or(String::new(), |busy| {
+            format!(
+                " (the director's core, CPU {}, busy {busy:.1}%)",
+                split::DIRECTOR_CPU
+            )
+        });
         format!(
-            "{} targets probed, {:.0} probes/s; CPU {:.3} s per 1,000 probes ({:.3} s user) = {:.1}% of one core; \
+            "{} targets probed, {:.0} probes/s; CPU {:.3} s per 1,000 probes ({:.3} s user) = {:.1}% of one core{core}; \
              interval drift p50 {:.2}% p99 {:.2}% max {:.2}% (goal max 10%); busiest 10 ms slot {:.2}x the mean",
             self.targets,
             self.probes_per_s,
@@ -156,13 +227,19 @@ impl Measured {
 }
 
 /// Waits out the warm-up, then counts probes (as the servers saw them) and
-/// CPU (`cpu` returns the prober's seconds so far) over the window.
-async fn measure(cpu: impl Fn() -> (f64, f64), arrivals: &Arrivals) -> Measured {
+/// CPU (`cpu` returns the prober's seconds so far; with `split`, the
+/// director's core too) over the window.
+async fn measure(
+    cpu: impl Fn() -> (f64, f64),
+    arrivals: &Arrivals,
+    split: Option<&Split>,
+) -> Measured {
     tokio::time::sleep(WARMUP).await;
-    let (cpu0, t0) = (cpu(), Instant::now());
+    let director_ticks = || split.map(|_| split::CoreTicks::read(split::DIRECTOR_CPU));
+    let (cpu0, core0, t0) = (cpu(), director_ticks(), Instant::now());
     arrivals.lock().unwrap().clear();
     tokio::time::sleep(WINDOW).await;
-    let (cpu1, elapsed) = (cpu(), t0.elapsed());
+    let (cpu1, core1, elapsed) = (cpu(), director_ticks(), t0.elapsed());
     let seen = std::mem::take(&mut *arrivals.lock().unwrap());
     let probes: usize = seen.values().map(Vec::len).sum();
     let secs = elapsed.as_secs_f64();
@@ -189,18 +266,42 @@ async fn measure(cpu: impl Fn() -> (f64, f64), arrivals: &Arrivals) -> Measured 
         cpu_per_1000: cpu / (probes as f64 / 1000.0),
         user_per_1000: user / (probes as f64 / 1000.0),
         core_share: 100.0 * cpu / secs,
+        director_core: core0.zip(core1).map(|(a, b)| a.busy_percent_until(&b)),
         drift,
         busiest: *slots.iter().max().unwrap() as f64 / mean,
     }
 }
 
+/// A command running `program`: on loopback as it is; with `split`, in the
+/// director's namespace on the director's core.
+fn prober_command(program: &Path, split: Option<&Split>) -> Command {
+    match split {
+        None => Command::new(program),
+        Some(split) => split.on_director(program),
+    }
+}
+
+/// Where `split` puts the targets.
+fn place_of(split: Option<&Split>) -> Place {
+    match split {
+        None => Place::Loopback,
+        Some(_) => Place::Namespaces,
+    }
+}
+
 /// A release ipvsd with the table and a release checkd following it, as
 /// the units run them; prints and returns the window's figures.
-async fn run_checkd(check: &str, arrivals: &Arrivals, addresses: u8) -> Measured {
+async fn run_checkd(
+    check: &str,
+    arrivals: &Arrivals,
+    split: Option<&Split>,
+    addresses: u8,
+) -> Measured {
     let dir = Path::new(DIR);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ipvsd.yaml"), ipvsd_config(check, addresses)).unwrap();
+    let config = ipvsd_config(check, place_of(split), addresses);
+    std::fs::write(dir.join("ipvsd.yaml"), config).unwrap();
     let ipvsd_socket = dir.join("ipvsd.sock");
     let checkd_socket = dir.join("checkd.sock");
     let mut ipvsd = Daemon::start_logging(
@@ -214,20 +315,15 @@ async fn run_checkd(check: &str, arrivals: &Arrivals, addresses: u8) -> Measured
         &dir.join("ipvsd.log"),
     );
     ipvsd.wait_for_socket(&ipvsd_socket);
-    let mut checkd = Daemon::start_logging_env(
-        "checkd",
-        &[
-            "--listen",
-            checkd_socket.to_str().unwrap(),
-            "--ipvsd-socket",
-            ipvsd_socket.to_str().unwrap(),
-        ],
-        &dir.join("checkd.log"),
-        &[("RUST_LOG", "warn"), ("MALLOC_ARENA_MAX", "1")],
-    );
+    let mut command = prober_command(&binary("checkd"), split);
+    command
+        .args(["--listen", checkd_socket.to_str().unwrap()])
+        .args(["--ipvsd-socket", ipvsd_socket.to_str().unwrap()])
+        .envs([("RUST_LOG", "warn"), ("MALLOC_ARENA_MAX", "1")]);
+    let mut checkd = Daemon::spawn_logging("checkd", command, &dir.join("checkd.log"));
     checkd.wait_for_socket(&checkd_socket);
     let pid = checkd.pid();
-    let measured = measure(|| cpu_seconds(pid), arrivals).await;
+    let measured = measure(|| cpu_seconds(pid), arrivals, split).await;
     let (rss, peak) = rss_kib(pid);
     println!(
         "{check:>4} checkd: {}; RSS {:.1} MiB (peak {:.1})",
@@ -240,21 +336,14 @@ async fn run_checkd(check: &str, arrivals: &Arrivals, addresses: u8) -> Measured
     measured
 }
 
-/// Every target of `addresses` addresses, as the servers listen.
-fn all_targets(addresses: u8) -> Vec<SocketAddr> {
-    (0..PORTS)
-        .flat_map(|p| (0..addresses).map(move |a| target(a, p)))
-        .collect()
-}
-
 /// The floor prober (see [`floor`]) on the same targets, as a child
-/// process; prints and returns the window's figures.
-async fn run_floor(arrivals: &Arrivals) -> Measured {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(floor::FLOOR, "1")
+/// process placed as checkd was; prints and returns the window's figures.
+async fn run_floor(arrivals: &Arrivals, split: Option<&Split>) -> Measured {
+    let mut child = prober_command(&std::env::current_exe().unwrap(), split)
+        .env(floor::FLOOR, place_of(split).name())
         .spawn()
         .unwrap();
-    let measured = measure(|| cpu_seconds(child.id()), arrivals).await;
+    let measured = measure(|| cpu_seconds(child.id()), arrivals, split).await;
     let (rss, _) = rss_kib(child.id());
     println!(
         "http floor:  {}; RSS {:.1} MiB",
@@ -266,17 +355,64 @@ async fn run_floor(arrivals: &Arrivals) -> Measured {
     measured
 }
 
+/// checkd with TCP and HTTP checks, then the floor, on targets placed as
+/// `split` says; prints each window and the ratios.
+async fn run_place(arrivals: &Arrivals, split: Option<&Split>, only: Option<&str>) {
+    let targets = place_of(split).targets(ADDRESSES);
+    let listeners = match split {
+        None => bind(&targets),
+        Some(split) => split.in_reals(|| bind(&targets)),
+    };
+    serve(arrivals, listeners);
+    match split {
+        None => println!(
+            "checkd, {} targets on loopback at a 1 s interval, measured over {} s:",
+            targets.len(),
+            WINDOW.as_secs()
+        ),
+        Some(_) => println!(
+            "checkd, {} targets on namespace addresses at a 1 s interval, measured over {} s \
+             (the prober alone on CPU {}; the servers, and their side of TCP, on CPU {}):",
+            targets.len(),
+            WINDOW.as_secs(),
+            split::DIRECTOR_CPU,
+            split::REALS_CPU
+        ),
+    }
+    for check in ["tcp", "http"] {
+        if only.is_some_and(|o| o != check) {
+            continue;
+        }
+        let checkd = run_checkd(check, arrivals, split, ADDRESSES).await;
+        if check == "http" {
+            let floor = run_floor(arrivals, split).await;
+            println!(
+                "CPU per probe, checkd / floor: {:.2}x (user time: checkd {:.3} s, floor {:.3} s per 1,000 probes)",
+                checkd.cpu_per_1000 / floor.cpu_per_1000,
+                checkd.user_per_1000,
+                floor.user_per_1000
+            );
+            if let (Some(c), Some(f)) = (checkd.director_core, floor.director_core) {
+                println!(
+                    "The director's core busy per probe, checkd / floor: {:.2}x",
+                    (c / checkd.probes_per_s) / (f / floor.probes_per_s)
+                );
+            }
+        }
+    }
+}
+
 /// keepalived's config: the same services and reals, each with `HTTP_GET`
 /// every second (`delay_loop 1`).
 fn keepalived_config(addresses: u8) -> String {
     let mut out = String::from("global_defs {\n    router_id tandem_bench\n}\n");
     for p in 0..PORTS {
         out.push_str(&format!(
-            "virtual_server 198.51.100.10 {} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n",
+            "virtual_server 203.0.113.10 {} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n",
             10_000 + p
         ));
         for a in 0..addresses {
-            let t = target(a, p);
+            let t = Place::Loopback.target(a, p);
             out.push_str(&format!(
                 "    real_server {} {} {{\n        weight 1\n        HTTP_GET {{\n            url {{\n                path /\n                status_code 200\n            }}\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n",
                 t.ip(),
@@ -319,7 +455,7 @@ async fn run_keepalived(arrivals: &Arrivals, addresses: u8) -> Measured {
         .spawn()
         .expect("starting keepalived");
     let pid = keepalived.id();
-    let measured = measure(|| tree_cpu_seconds(pid), arrivals).await;
+    let measured = measure(|| tree_cpu_seconds(pid), arrivals, None).await;
     println!("http keepalived: {}", measured.line());
     let _ = keepalived.kill();
     let _ = keepalived.wait();
@@ -330,13 +466,13 @@ async fn run_keepalived(arrivals: &Arrivals, addresses: u8) -> Measured {
 /// In the VM: checkd, then keepalived, on the same targets; the ratio.
 async fn peer_in_guest() {
     let arrivals: Arrivals = Arc::default();
-    serve(arrivals.clone(), VM_ADDRESSES).await;
+    serve(&arrivals, bind(&Place::Loopback.targets(VM_ADDRESSES)));
     println!(
         "In the kernel VM (TCG), {} targets at a 1 s interval, {} s windows:",
         usize::from(VM_ADDRESSES) * usize::from(PORTS),
         WINDOW.as_secs()
     );
-    let checkd = run_checkd("http", &arrivals, VM_ADDRESSES).await;
+    let checkd = run_checkd("http", &arrivals, None, VM_ADDRESSES).await;
     let keepalived = run_keepalived(&arrivals, VM_ADDRESSES).await;
     println!(
         "CPU per probe, keepalived / checkd: {:.1}x (user time alone: {:.1}x)",
@@ -370,8 +506,9 @@ fn main() {
     let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current = limit.maximum;
     rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
-    if std::env::var_os(floor::FLOOR).is_some() {
-        floor::run(&all_targets(ADDRESSES), Duration::from_secs(1));
+    if let Some(place) = std::env::var_os(floor::FLOOR) {
+        let place = Place::from_name(&place.to_string_lossy()).unwrap();
+        floor::run(&place.targets(ADDRESSES), Duration::from_secs(1));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -382,29 +519,25 @@ fn main() {
         runtime.block_on(peer_in_guest());
         return;
     }
+    let only = std::env::var("CHECKD_BENCH_ONLY").ok();
+    let places =
+        match std::env::var("CHECKD_BENCH_PLACE") {
+            Ok(name) => vec![Place::from_name(&name).unwrap_or_else(|| {
+                panic!("CHECKD_BENCH_PLACE={name}: it is loopback or namespaces")
+            })],
+            Err(_) if rustix::process::geteuid().is_root() => {
+                vec![Place::Loopback, Place::Namespaces]
+            }
+            Err(_) => {
+                println!("SKIPPED the namespace run: it needs root");
+                vec![Place::Loopback]
+            }
+        };
     runtime.block_on(async {
         let arrivals: Arrivals = Arc::default();
-        serve(arrivals.clone(), ADDRESSES).await;
-        println!(
-            "checkd, {} targets on loopback at a 1 s interval, measured over {} s:",
-            usize::from(ADDRESSES) * usize::from(PORTS),
-            WINDOW.as_secs()
-        );
-        let only = std::env::var("CHECKD_BENCH_ONLY").ok();
-        for check in ["tcp", "http"] {
-            if only.as_deref().is_some_and(|o| o != check) {
-                continue;
-            }
-            let checkd = run_checkd(check, &arrivals, ADDRESSES).await;
-            if check == "http" {
-                let floor = run_floor(&arrivals).await;
-                println!(
-                    "CPU per probe, checkd / floor: {:.2}x (user time: checkd {:.3} s, floor {:.3} s per 1,000 probes)",
-                    checkd.cpu_per_1000 / floor.cpu_per_1000,
-                    checkd.user_per_1000,
-                    floor.user_per_1000
-                );
-            }
+        for place in places {
+            let split = (place == Place::Namespaces).then(|| Split::new(ADDRESSES));
+            run_place(&arrivals, split.as_ref(), only.as_deref()).await;
         }
     });
     drop(runtime);
