@@ -2,12 +2,11 @@
 //! rate, made by a prober with next to no code of its own (one epoll loop,
 //! no runtime, no HTTP library, the response compared as bytes).
 //! What it costs is what the kernel charges a prober for these probes' TCP
-//! on loopback, the servers' side included; what checkd costs above it is
-//! checkd's own. It runs as a child process of the benchmark ([`FLOOR`]
+//! (on loopback the servers' side included, in the namespace run not);
+//! what checkd costs above it is checkd's own. It runs as a child process of the benchmark ([`FLOOR`]
 //! set), so its CPU is read as checkd's is.
 //!
-//! Per probe, as checkd: a non-blocking socket ending with a reset, its
-//! handshake's last ACK sent with the request (no quick ACK), one
+//! Per probe, as checkd: a non-blocking socket ending with a reset, one
 //! edge-triggered registration for reading and writing, the request in one
 //! write once connected, reads until the body has come.
 
@@ -94,7 +93,6 @@ pub fn run(targets: &[SocketAddr], interval: Duration) -> ! {
 fn open(target: SocketAddr) -> Option<Probe> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
     socket.set_linger(Some(Duration::ZERO)).unwrap();
-    socket.set_tcp_quickack(false).unwrap();
     match socket.connect(&target.into()) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
         Ok(()) => {}

@@ -37,6 +37,7 @@ use tandem_integration_tests::guest::IN_VM;
 use tandem_integration_tests::process::{Daemon, binary, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use split::Split;
@@ -113,14 +114,15 @@ fn bind(targets: &[SocketAddr]) -> Vec<std::net::TcpListener> {
         .collect()
 }
 
-/// Serves `listeners`; each connection's arrival is logged by the address
-/// it reached; HTTP requests get a small 200.
-fn serve(arrivals: &Arrivals, listeners: Vec<std::net::TcpListener>) {
+/// Serves `listeners` until the set is dropped; each connection's arrival
+/// is logged by the address it reached; HTTP requests get a small 200.
+fn serve(arrivals: &Arrivals, listeners: Vec<std::net::TcpListener>) -> JoinSet<()> {
+    let mut servers = JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().unwrap();
         let listener = TcpListener::from_std(listener).unwrap();
         let arrivals = arrivals.clone();
-        tokio::spawn(async move {
+        servers.spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     continue;
@@ -144,6 +146,7 @@ fn serve(arrivals: &Arrivals, listeners: Vec<std::net::TcpListener>) {
             }
         });
     }
+    servers
 }
 
 fn ipvsd_config(check: &str, place: Place, addresses: u8) -> String {
@@ -363,7 +366,8 @@ async fn run_place(arrivals: &Arrivals, split: Option<&Split>, only: Option<&str
         None => bind(&targets),
         Some(split) => split.in_reals(|| bind(&targets)),
     };
-    serve(arrivals, listeners);
+    // Closed at the end: the next place's 10,000 need the descriptors.
+    let _servers = serve(arrivals, listeners);
     match split {
         None => println!(
             "checkd, {} targets on loopback at a 1 s interval, measured over {} s:",
@@ -466,7 +470,7 @@ async fn run_keepalived(arrivals: &Arrivals, addresses: u8) -> Measured {
 /// In the VM: checkd, then keepalived, on the same targets; the ratio.
 async fn peer_in_guest() {
     let arrivals: Arrivals = Arc::default();
-    serve(&arrivals, bind(&Place::Loopback.targets(VM_ADDRESSES)));
+    let _servers = serve(&arrivals, bind(&Place::Loopback.targets(VM_ADDRESSES)));
     println!(
         "In the kernel VM (TCG), {} targets at a 1 s interval, {} s windows:",
         usize::from(VM_ADDRESSES) * usize::from(PORTS),

@@ -126,8 +126,7 @@ impl ServerCertVerifier for TrustAny {
 /// One request where `dial` says, as `plan` says.
 pub async fn probe(dial: &Dial, plan: &HttpPlan, tls: &TlsConfigs) -> Result<(), ProbeError> {
     let tcp = Closing {
-        // The request (or TLS's ClientHello) goes at once.
-        stream: super::tcp::connect(dial, true).await?,
+        stream: super::tcp::connect(dial).await?,
         reset: dial.close == CheckClose::Reset,
     };
     match plan.tls {
