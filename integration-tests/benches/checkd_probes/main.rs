@@ -182,6 +182,23 @@ fn cpu_seconds(pid: u32) -> (f64, f64) {
     (secs(11), secs(12))
 }
 
+/// The resident part of `pid`'s `[heap]` mapping (malloc's main arena),
+/// in KiB: where an RSS that grew went.
+fn heap_kib(pid: u32) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut in_heap = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        // A mapping's first line starts with its range; its fields with `Name:`.
+        if !line.split_whitespace().next().unwrap_or(":").ends_with(':') {
+            in_heap = line.ends_with("[heap]");
+        } else if in_heap && let Some(v) = line.strip_prefix("Rss:") {
+            kib += v.trim().trim_end_matches(" kB").parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -329,10 +346,11 @@ async fn run_checkd(
     let measured = measure(|| cpu_seconds(pid), arrivals, split).await;
     let (rss, peak) = rss_kib(pid);
     println!(
-        "{check:>4} checkd: {}; RSS {:.1} MiB (peak {:.1})",
+        "{check:>4} checkd: {}; RSS {:.1} MiB (peak {:.1}; malloc's heap {:.1})",
         measured.line(),
         rss as f64 / 1024.0,
-        peak as f64 / 1024.0
+        peak as f64 / 1024.0,
+        heap_kib(pid) as f64 / 1024.0
     );
     drop(checkd);
     drop(ipvsd);
