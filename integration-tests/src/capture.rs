@@ -55,6 +55,26 @@ impl Frame {
         })
     }
 
+    /// The frame as a TCP segment over IPv4, if it is one.
+    pub fn tcp(&self) -> Option<TcpSegment> {
+        let b = &self.bytes;
+        if self.ethertype() != 0x0800 || b.len() < 34 || b[23] != 6 {
+            return None;
+        }
+        let ip_header = usize::from(b[14] & 0x0f) * 4;
+        let ip_len = usize::from(u16::from_be_bytes([b[16], b[17]]));
+        let tcp = b.get(14 + ip_header..14 + ip_header + 20)?;
+        let tcp_header = usize::from(tcp[12] >> 4) * 4;
+        Some(TcpSegment {
+            src: b[26..30].try_into().ok()?,
+            dst: b[30..34].try_into().ok()?,
+            src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+            dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+            flags: tcp[13],
+            payload: ip_len.checked_sub(ip_header + tcp_header)?,
+        })
+    }
+
     /// For an ICMPv6 neighbour solicitation (135) or advertisement (136)
     /// without IPv6 extension headers: (type, target address).
     pub fn neighbour(&self) -> Option<(u8, [u8; 16])> {
@@ -68,6 +88,23 @@ impl Frame {
         }
         Some((kind, b[62..78].try_into().ok()?))
     }
+}
+
+/// The fields of a TCP segment (over IPv4) the tests look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// The flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10…).
+    pub flags: u8,
+    /// Bytes of data the segment carries.
+    pub payload: usize,
 }
 
 /// The fields of an ARP frame the tests look at.

@@ -511,39 +511,27 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const FIN: u8 = 0x01;
 
-/// The TCP segments to or from `director` in `frames` (IPv4 over Ethernet).
+/// The TCP segments to or from `director` in `frames`.
 fn segments(frames: &[Frame], director: [u8; 4]) -> Vec<Segment> {
     frames
         .iter()
-        .filter_map(|f| {
-            let b = &f.bytes;
-            if f.ethertype() != 0x0800 || b.len() < 34 || b[23] != 6 {
-                return None;
-            }
-            let ip_header = usize::from(b[14] & 0x0f) * 4;
-            let ip_len = usize::from(u16::from_be_bytes([b[16], b[17]]));
-            let tcp = b.get(14 + ip_header..)?;
-            let tcp_header = usize::from(tcp.get(12)? >> 4) * 4;
-            let (src, dst) = (&b[26..30], &b[30..34]);
-            let ports = [
-                u16::from_be_bytes([tcp[0], tcp[1]]),
-                u16::from_be_bytes([tcp[2], tcp[3]]),
-            ];
-            let from_director = src == director;
-            if !from_director && dst != director {
+        .filter_map(Frame::tcp)
+        .filter_map(|t| {
+            let from_director = t.src == director;
+            if !from_director && t.dst != director {
                 return None;
             }
             let (director_port, real_port) = if from_director {
-                (ports[0], ports[1])
+                (t.src_port, t.dst_port)
             } else {
-                (ports[1], ports[0])
+                (t.dst_port, t.src_port)
             };
             Some(Segment {
                 from_director,
                 director_port,
                 real_port,
-                flags: tcp[13],
-                payload: ip_len - ip_header - tcp_header,
+                flags: t.flags,
+                payload: t.payload,
             })
         })
         .collect()

@@ -1,9 +1,9 @@
 //! Benchmark: checkd probing 10,000 targets, each a real listener (100
 //! addresses x 100 ports, served by this process), at a 1 s interval, with
 //! TCP and then HTTP checks: first on loopback, then (as root) on namespace
-//! addresses (see [`split`]), where the director's core is measured alone. Targets come from a real ipvsd
-//! (STOPPED: the host has no IPVS, which checkd does not need). Prints,
-//! over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
+//! addresses (see [`split`]), where the director's core is measured alone.
+//! Targets come from a real ipvsd (STOPPED: the host has no IPVS, which
+//! checkd does not need). Prints, over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
 //! its share of one core, its RSS, and the spread of probe start times as
 //! the servers saw them (each target's interval drift; how evenly probes
 //! fall across the second). After the HTTP window, the same for the floor
