@@ -16,7 +16,7 @@ use tandem_ipvsd::effective::Health;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::metrics::{HealthLabel, Metrics, TypeMetrics};
 use crate::probe::Prober;
@@ -526,6 +526,18 @@ pub fn health_name(health: Health) -> &'static str {
     }
 }
 
+/// When `target` is probed: from its phase, every interval. A probe that
+/// came due while the thread was held up (the host stalled, a burst ran
+/// long) goes at once, and the next keeps to the target's own slot:
+/// restarting the interval from the late probe would bunch every target
+/// one stall held up into one burst, every interval from then on.
+fn probe_ticks(target: &Target) -> Interval {
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + target.phase(), target.timing.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticks
+}
+
 /// Probes `target` every interval from its phase, for as long as the task
 /// is not aborted. `on`/`off` and unprobeable targets are settled once.
 async fn probe_loop(engine: Engine, target: Arc<Target>) {
@@ -544,9 +556,7 @@ async fn probe_loop(engine: Engine, target: Arc<Target>) {
         }
         _ => {}
     }
-    let mut ticks =
-        tokio::time::interval_at(Instant::now() + target.phase(), target.timing.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = probe_ticks(&target);
     loop {
         ticks.tick().await;
         let started = Instant::now();

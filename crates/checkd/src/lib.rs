@@ -9,6 +9,7 @@
 //! ([`probe`], with replies matched by [`expect`]); rise and fall
 //! ([`verdict`]); the probe loops and their results ([`engine`]); the link
 //! to ipvsd ([`link`]); the maintenance directory ([`maintenance`]);
+//! freed memory given back after bursts ([`memory`]);
 //! `tandem.check.v1` ([`api`]); metrics ([`metrics`]); the config
 //! ([`config`]).
 
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod expect;
 pub mod link;
 pub mod maintenance;
+pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod target;
@@ -55,6 +57,7 @@ impl Daemon for Checkd {
             config.reconnect_max,
             machine.clone(),
         ));
+        tokio::spawn(memory::give_back_freed());
         if let Some(dir) = &config.maintenance_dir {
             tokio::spawn(maintenance::watch(engine.clone(), dir.clone()));
         }

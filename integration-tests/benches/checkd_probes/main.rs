@@ -49,6 +49,8 @@ const PORTS: u16 = 100;
 const FIRST_PORT: u16 = 20_000;
 const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(10);
+/// How long checkd is stopped before its second window.
+const STALL: Duration = Duration::from_millis(300);
 const DIR: &str = "/tmp/checkd-bench";
 /// Every server's answer to an HTTP request.
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
@@ -343,18 +345,37 @@ async fn run_checkd(
     let mut checkd = Daemon::spawn_logging("checkd", command, &dir.join("checkd.log"));
     checkd.wait_for_socket(&checkd_socket);
     let pid = checkd.pid();
+    let memory = || {
+        let (rss, peak) = rss_kib(pid);
+        format!(
+            "RSS {:.1} MiB (peak {:.1}; malloc's heap {:.1})",
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            heap_kib(pid) as f64 / 1024.0
+        )
+    };
     let measured = measure(|| cpu_seconds(pid), arrivals, split).await;
-    let (rss, peak) = rss_kib(pid);
+    println!("{check:>4} checkd: {}; {}", measured.line(), memory());
+    stall(pid).await;
+    let after = measure(|| cpu_seconds(pid), arrivals, split).await;
     println!(
-        "{check:>4} checkd: {}; RSS {:.1} MiB (peak {:.1}; malloc's heap {:.1})",
-        measured.line(),
-        rss as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        heap_kib(pid) as f64 / 1024.0
+        "{check:>4} checkd after a {} ms stall: {}; {}",
+        STALL.as_millis(),
+        after.line(),
+        memory()
     );
     drop(checkd);
     drop(ipvsd);
     measured
+}
+
+/// Stops `pid` for [`STALL`], as a slow minute of a shared machine does:
+/// every target due meanwhile is probed at once when it runs again.
+async fn stall(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    tokio::time::sleep(STALL).await;
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
 }
 
 /// The floor prober (see [`floor`]) on the same targets, as a child

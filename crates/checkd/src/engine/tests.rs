@@ -87,3 +87,27 @@ async fn overrides_win_over_probes_and_clear_back_to_them() {
         .collect();
     assert_eq!(moves, [(Health::Down, Health::Up)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_leaves_each_target_in_its_own_slot() {
+    let target = targets(&table(80, "{interval: 1s, timeout: 500ms}")).remove(0);
+    let start = Instant::now();
+    let mut ticks = probe_ticks(&target);
+    let first = ticks.tick().await;
+    assert_eq!(first, start + target.phase());
+    // The thread held up for two and a half intervals: nothing ran.
+    tokio::time::advance(Duration::from_millis(2500)).await;
+    let stalled = Instant::now();
+    ticks.tick().await;
+    assert_eq!(
+        Instant::now(),
+        stalled,
+        "the probe that came due goes at once"
+    );
+    let next = ticks.tick().await;
+    assert_eq!(
+        next - first,
+        Duration::from_secs(3),
+        "the next probe is in the target's slot, not an interval after the late one"
+    );
+}
