@@ -1,6 +1,7 @@
-//! How a probe's connection ends, as a real server on loopback sees it:
-//! a reset by default, a FIN with `close: fin`, and never a FIN before the
-//! reset (hyper shuts a connection down before it lets it go).
+//! What a real server on loopback sees of a probe: the HTTP request as
+//! configured; and how the connection ends: a reset by default, a FIN with
+//! `close: fin`, and never a FIN before the reset (hyper shuts a
+//! connection down before it lets it go).
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -42,7 +43,7 @@ async fn end_seen_by_server(check: &str, answer: &'static [u8]) -> io::Result<us
     server.await.unwrap()
 }
 
-async fn read_request(stream: &mut TcpStream) {
+async fn read_request(stream: &mut TcpStream) -> Vec<u8> {
     let mut seen = Vec::new();
     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
         let mut chunk = [0u8; 512];
@@ -50,6 +51,7 @@ async fn read_request(stream: &mut TcpStream) {
         assert_ne!(n, 0, "the probe closed before its request ended");
         seen.extend_from_slice(&chunk[..n]);
     }
+    seen
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -72,4 +74,38 @@ async fn an_http_probe_sends_no_fin_before_its_reset() {
     assert!(is_reset(&end), "a FIN came first: {end:?}");
     let end = end_seen_by_server("{type: http, close: fin}", OK).await;
     assert_eq!(end.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_http_probe_sends_the_request_its_check_describes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = target(
+        listener.local_addr().unwrap().port(),
+        "{type: http, method: HEAD, request: '/health?deep=1', virtualhost: www.example.test, \
+         headers: {X-Probe: tandem, Accept: text/plain}}",
+    );
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut stream).await;
+        stream.write_all(OK).await.unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    Prober::new().probe(&target).await.unwrap();
+    let request = server.await.unwrap();
+    let mut lines: Vec<&str> = request.split("\r\n").collect();
+    assert_eq!(lines[0], "HEAD /health?deep=1 HTTP/1.1", "{request}");
+    lines[1..].sort_unstable();
+    assert_eq!(
+        lines[1..],
+        [
+            "",
+            "",
+            "accept: text/plain",
+            "connection: close",
+            "host: www.example.test",
+            "user-agent: tandem-checkd",
+            "x-probe: tandem",
+        ],
+        "{request}"
+    );
 }
