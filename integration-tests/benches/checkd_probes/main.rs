@@ -6,7 +6,8 @@
 //! checkd does not need). Prints, over a 10 s window: probes/s, checkd's CPU seconds per 1,000 probes and
 //! its share of one core, its RSS, and the spread of probe start times as
 //! the servers saw them (each target's interval drift; how evenly probes
-//! fall across the second). After the HTTP window, the same for the floor
+//! fall across the second). Each checkd window is measured again after
+//! checkd was stopped for [`STALL`]. After the HTTP windows, the same for the floor
 //! (see [`floor`]) and checkd's CPU per probe over it. Then, as root, the
 //! peer: in one boot of the kernel VM (keepalived's checker needs IPVS),
 //! checkd's and keepalived's `HTTP_GET` probing the same 1,000 targets, and
@@ -49,6 +50,8 @@ const PORTS: u16 = 100;
 const FIRST_PORT: u16 = 20_000;
 const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(10);
+/// How long after the warm-up every target may take to be probed once.
+const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long checkd is stopped before its second window.
 const STALL: Duration = Duration::from_millis(300);
 const DIR: &str = "/tmp/checkd-bench";
@@ -248,15 +251,31 @@ impl Measured {
     }
 }
 
-/// Waits out the warm-up, then counts probes (as the servers saw them) and
-/// CPU (`cpu` returns the prober's seconds so far; with `split`, the
-/// director's core too) over the window.
+/// Waits out the warm-up and until each of the `targets` has been probed
+/// (a prober in a slow guest takes longer to start), then counts probes
+/// (as the servers saw them) and CPU (`cpu` returns the prober's seconds
+/// so far; with `split`, the director's core too) over the window.
 async fn measure(
     cpu: impl Fn() -> (f64, f64),
     arrivals: &Arrivals,
     split: Option<&Split>,
+    targets: usize,
 ) -> Measured {
+    arrivals.lock().unwrap().clear();
     tokio::time::sleep(WARMUP).await;
+    let started = Instant::now();
+    loop {
+        let probed = arrivals.lock().unwrap().len();
+        if probed >= targets {
+            break;
+        }
+        assert!(
+            started.elapsed() < START_LIMIT,
+            "{probed} of {targets} targets probed {} s after the warm-up",
+            START_LIMIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let director_ticks = || split.map(|_| split::CoreTicks::read(split::DIRECTOR_CPU));
     let (cpu0, core0, t0) = (cpu(), director_ticks(), Instant::now());
     arrivals.lock().unwrap().clear();
@@ -319,6 +338,7 @@ async fn run_checkd(
     split: Option<&Split>,
     addresses: u8,
 ) -> Measured {
+    let targets = usize::from(addresses) * usize::from(PORTS);
     let dir = Path::new(DIR);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
@@ -354,10 +374,10 @@ async fn run_checkd(
             heap_kib(pid) as f64 / 1024.0
         )
     };
-    let measured = measure(|| cpu_seconds(pid), arrivals, split).await;
+    let measured = measure(|| cpu_seconds(pid), arrivals, split, targets).await;
     println!("{check:>4} checkd: {}; {}", measured.line(), memory());
     stall(pid).await;
-    let after = measure(|| cpu_seconds(pid), arrivals, split).await;
+    let after = measure(|| cpu_seconds(pid), arrivals, split, targets).await;
     println!(
         "{check:>4} checkd after a {} ms stall: {}; {}",
         STALL.as_millis(),
@@ -385,7 +405,8 @@ async fn run_floor(arrivals: &Arrivals, split: Option<&Split>) -> Measured {
         .env(floor::FLOOR, place_of(split).name())
         .spawn()
         .unwrap();
-    let measured = measure(|| cpu_seconds(child.id()), arrivals, split).await;
+    let targets = usize::from(ADDRESSES) * usize::from(PORTS);
+    let measured = measure(|| cpu_seconds(child.id()), arrivals, split, targets).await;
     let (rss, _) = rss_kib(child.id());
     println!(
         "http floor:  {}; RSS {:.1} MiB",
@@ -498,7 +519,8 @@ async fn run_keepalived(arrivals: &Arrivals, addresses: u8) -> Measured {
         .spawn()
         .expect("starting keepalived");
     let pid = keepalived.id();
-    let measured = measure(|| tree_cpu_seconds(pid), arrivals, None).await;
+    let targets = usize::from(addresses) * usize::from(PORTS);
+    let measured = measure(|| tree_cpu_seconds(pid), arrivals, None, targets).await;
     println!("http keepalived: {}", measured.line());
     let _ = keepalived.kill();
     let _ = keepalived.wait();
