@@ -21,7 +21,8 @@ pub async fn give_back_freed() {
 }
 
 /// Releases every whole free page of every malloc arena (`malloc_trim`).
-/// A few hundred microseconds for checkd's heap.
+/// With 10,000 HTTP targets it took 0.14–0.36 ms a call (a uprobe on
+/// `malloc_trim` and its return; once 2.9 ms).
 #[cfg(target_env = "gnu")]
 pub fn trim() {
     #[allow(
