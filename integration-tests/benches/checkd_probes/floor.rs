@@ -3,8 +3,8 @@
 //! no runtime, no HTTP library, the response compared as bytes).
 //! What it costs is what the kernel charges a prober for these probes' TCP
 //! (on loopback the servers' side included, in the namespace run not);
-//! what checkd costs above it is checkd's own. It runs as a child process of the benchmark ([`FLOOR`]
-//! set), so its CPU is read as checkd's is.
+//! what checkd costs above it is checkd's own. It runs as a child process of the benchmark (see [`ask`]),
+//! so its CPU is read as checkd's is.
 //!
 //! Per probe, as checkd: a non-blocking socket ending with a reset, one
 //! edge-triggered registration for reading and writing, the request in one
@@ -21,8 +21,25 @@ use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 use socket2::{Domain, Socket, Type};
 
-/// In a child's environment: run the floor prober instead of the benchmark.
-pub const FLOOR: &str = "CHECKD_BENCH_FLOOR";
+/// In a child's environment: run the floor prober instead of the benchmark,
+/// on the targets of a place and a count of addresses (`loopback 100`).
+const FLOOR: &str = "CHECKD_BENCH_FLOOR";
+
+/// Makes `command` (this benchmark) run the floor on `addresses` × 100
+/// targets of the place named `place`.
+pub fn ask(command: &mut std::process::Command, place: &str, addresses: u8) {
+    command.env(FLOOR, format!("{place} {addresses}"));
+}
+
+/// The place's name and the count of addresses, if this process is to be
+/// the floor (see [`ask`]).
+pub fn asked() -> Option<(String, u8)> {
+    let asked = std::env::var(FLOOR).ok()?;
+    let (place, addresses) = asked
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{FLOOR}={asked}: it is a place and a count"));
+    Some((place.to_owned(), addresses.parse().unwrap()))
+}
 
 /// How often due probes are started: tokio's timer tick, as in checkd.
 const TICK: Duration = Duration::from_millis(1);

@@ -8,7 +8,9 @@
 //! the servers saw them (each target's interval drift; how evenly probes
 //! fall across the second). Each checkd window is measured again after
 //! checkd was stopped for [`STALL`]. After the HTTP windows, the same for the floor
-//! (see [`floor`]) and checkd's CPU per probe over it. Then, as root, the
+//! (see [`floor`]) and checkd's CPU per probe over it. Then both again on
+//! 500 targets under callgrind, counting instructions per probe (see
+//! [`instructions`]). Then, as root, the
 //! peer: in one boot of the kernel VM (keepalived's checker needs IPVS),
 //! checkd's and keepalived's `HTTP_GET` probing the same 1,000 targets, and
 //! the CPU-per-probe ratio.
@@ -16,8 +18,9 @@
 //!
 //! Run: `cargo build --release --bins && cargo bench -p
 //! tandem-integration-tests --bench checkd_probes` (`CHECKD_BENCH_ONLY=http`
-//! runs one check type on the host; `CHECKD_BENCH_PLACE=loopback` or
-//! `=namespaces` one place; `CHECKD_BENCH_NO_PEER=1` skips the VM).
+//! runs one check type on the host; `CHECKD_BENCH_PLACE=loopback`,
+//! `=namespaces` or `=callgrind` one place; `CHECKD_BENCH_NO_PEER=1` skips
+//! the VM).
 
 #![allow(
     clippy::unwrap_used,
@@ -25,6 +28,7 @@
 )]
 
 mod floor;
+mod instructions;
 mod split;
 
 use std::collections::HashMap;
@@ -90,7 +94,7 @@ impl Place {
             .collect()
     }
 
-    /// As [`floor::FLOOR`] carries it to the floor's process.
+    /// As [`floor::ask`] carries it to the floor's process.
     fn name(self) -> &'static str {
         match self {
             Self::Loopback => "loopback",
@@ -252,22 +256,15 @@ impl Measured {
 }
 
 /// Waits out the warm-up and until each of the `targets` has been probed
-/// (a prober in a slow guest takes longer to start), then counts probes
-/// (as the servers saw them) and CPU (`cpu` returns the prober's seconds
-/// so far; with `split`, the director's core too) over the window.
-async fn measure(
-    cpu: impl Fn() -> (f64, f64),
-    arrivals: &Arrivals,
-    split: Option<&Split>,
-    targets: usize,
-) -> Measured {
+/// (a prober in a slow guest takes longer to start).
+async fn warm_up(arrivals: &Arrivals, targets: usize) {
     arrivals.lock().unwrap().clear();
     tokio::time::sleep(WARMUP).await;
     let started = Instant::now();
     loop {
         let probed = arrivals.lock().unwrap().len();
         if probed >= targets {
-            break;
+            return;
         }
         assert!(
             started.elapsed() < START_LIMIT,
@@ -276,6 +273,18 @@ async fn measure(
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// After the [`warm_up`], counts probes
+/// (as the servers saw them) and CPU (`cpu` returns the prober's seconds
+/// so far; with `split`, the director's core too) over the window.
+async fn measure(
+    cpu: impl Fn() -> (f64, f64),
+    arrivals: &Arrivals,
+    split: Option<&Split>,
+    targets: usize,
+) -> Measured {
+    warm_up(arrivals, targets).await;
     let director_ticks = || split.map(|_| split::CoreTicks::read(split::DIRECTOR_CPU));
     let (cpu0, core0, t0) = (cpu(), director_ticks(), Instant::now());
     arrivals.lock().unwrap().clear();
@@ -330,19 +339,19 @@ fn place_of(split: Option<&Split>) -> Place {
     }
 }
 
-/// A release ipvsd with the table and a release checkd following it, as
-/// the units run them; prints and returns the window's figures.
-async fn run_checkd(
+/// A release ipvsd with a table of `addresses` × 100 targets placed at
+/// `place`, and a release checkd following it as the unit runs it, started
+/// by `command`: (ipvsd, checkd).
+fn start_checkd(
     check: &str,
-    arrivals: &Arrivals,
-    split: Option<&Split>,
+    place: Place,
     addresses: u8,
-) -> Measured {
-    let targets = usize::from(addresses) * usize::from(PORTS);
+    mut command: Command,
+) -> (Daemon, Daemon) {
     let dir = Path::new(DIR);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    let config = ipvsd_config(check, place_of(split), addresses);
+    let config = ipvsd_config(check, place, addresses);
     std::fs::write(dir.join("ipvsd.yaml"), config).unwrap();
     let ipvsd_socket = dir.join("ipvsd.sock");
     let checkd_socket = dir.join("checkd.sock");
@@ -357,13 +366,26 @@ async fn run_checkd(
         &dir.join("ipvsd.log"),
     );
     ipvsd.wait_for_socket(&ipvsd_socket);
-    let mut command = prober_command(&binary("checkd"), split);
     command
         .args(["--listen", checkd_socket.to_str().unwrap()])
         .args(["--ipvsd-socket", ipvsd_socket.to_str().unwrap()])
         .envs([("RUST_LOG", "warn"), ("MALLOC_ARENA_MAX", "1")]);
     let mut checkd = Daemon::spawn_logging("checkd", command, &dir.join("checkd.log"));
     checkd.wait_for_socket(&checkd_socket);
+    (ipvsd, checkd)
+}
+
+/// checkd on `addresses` × 100 targets placed as `split` says; prints and
+/// returns the window's figures, then those of a window after a stall.
+async fn run_checkd(
+    check: &str,
+    arrivals: &Arrivals,
+    split: Option<&Split>,
+    addresses: u8,
+) -> Measured {
+    let targets = usize::from(addresses) * usize::from(PORTS);
+    let command = prober_command(&binary("checkd"), split);
+    let (ipvsd, checkd) = start_checkd(check, place_of(split), addresses, command);
     let pid = checkd.pid();
     let memory = || {
         let (rss, peak) = rss_kib(pid);
@@ -401,10 +423,9 @@ async fn stall(pid: u32) {
 /// The floor prober (see [`floor`]) on the same targets, as a child
 /// process placed as checkd was; prints and returns the window's figures.
 async fn run_floor(arrivals: &Arrivals, split: Option<&Split>) -> Measured {
-    let mut child = prober_command(&std::env::current_exe().unwrap(), split)
-        .env(floor::FLOOR, place_of(split).name())
-        .spawn()
-        .unwrap();
+    let mut command = prober_command(&std::env::current_exe().unwrap(), split);
+    floor::ask(&mut command, place_of(split).name(), ADDRESSES);
+    let mut child = command.spawn().unwrap();
     let targets = usize::from(ADDRESSES) * usize::from(PORTS);
     let measured = measure(|| cpu_seconds(child.id()), arrivals, split, targets).await;
     let (rss, _) = rss_kib(child.id());
@@ -546,10 +567,11 @@ async fn peer_in_guest() {
     );
 }
 
-/// Installs keepalived (the peer) if it is missing; false if it cannot be.
-fn have_keepalived() -> bool {
+/// Installs Debian's `package` if `program` is missing; false if it
+/// cannot be.
+fn have(program: &str, package: &str) -> bool {
     let found = || {
-        std::process::Command::new("keepalived")
+        std::process::Command::new(program)
             .arg("--version")
             .output()
             .is_ok()
@@ -557,13 +579,58 @@ fn have_keepalived() -> bool {
     if found() {
         return true;
     }
-    println!("keepalived (the peer) is missing: apt-get install keepalived");
+    println!("{program} is missing: apt-get install {package}");
     let installed = std::process::Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", "keepalived"])
+        .args(["install", "-y", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .is_ok_and(|s| s.success());
     installed && found()
+}
+
+/// checkd's and the floor's user-space instructions per HTTP probe, each
+/// under callgrind on the same loopback targets (see [`instructions`]).
+async fn count_instructions(arrivals: &Arrivals) {
+    assert!(
+        have("valgrind", "valgrind"),
+        "valgrind could not be installed: instructions cannot be counted"
+    );
+    let addresses = instructions::ADDRESSES;
+    let targets = Place::Loopback.targets(addresses).len();
+    let _servers = serve(arrivals, bind(&Place::Loopback.targets(addresses)));
+    println!(
+        "Instructions in user space (callgrind), {targets} targets on loopback at a 1 s interval, over {} s:",
+        WINDOW.as_secs()
+    );
+    let out = Path::new(DIR).join("callgrind.checkd");
+    let command = instructions::command(&binary("checkd"), &out);
+    let (ipvsd, checkd) = start_checkd("http", Place::Loopback, addresses, command);
+    let checkd_count = count(checkd.pid(), &out, arrivals, targets).await;
+    drop(checkd);
+    drop(ipvsd);
+    let out = Path::new(DIR).join("callgrind.floor");
+    let mut command = instructions::command(&std::env::current_exe().unwrap(), &out);
+    floor::ask(&mut command, Place::Loopback.name(), addresses);
+    let mut floor = command.spawn().unwrap();
+    let floor_count = count(floor.id(), &out, arrivals, targets).await;
+    floor.kill().unwrap();
+    floor.wait().unwrap();
+    println!(
+        "http instructions per probe: checkd {checkd_count:.0}, floor {floor_count:.0}; checkd / floor {:.1}x",
+        checkd_count / floor_count
+    );
+}
+
+/// After the [`warm_up`], the instructions callgrind process `pid` runs
+/// over the window, per probe the servers saw.
+async fn count(pid: u32, out: &Path, arrivals: &Arrivals, targets: usize) -> f64 {
+    warm_up(arrivals, targets).await;
+    instructions::start(pid);
+    arrivals.lock().unwrap().clear();
+    tokio::time::sleep(WINDOW).await;
+    let counted = instructions::dump(pid, out);
+    let probes: usize = arrivals.lock().unwrap().values().map(Vec::len).sum();
+    counted as f64 / probes as f64
 }
 
 fn main() {
@@ -571,9 +638,9 @@ fn main() {
     let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current = limit.maximum;
     rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
-    if let Some(place) = std::env::var_os(floor::FLOOR) {
-        let place = Place::from_name(&place.to_string_lossy()).unwrap();
-        floor::run(&place.targets(ADDRESSES), Duration::from_secs(1));
+    if let Some((place, addresses)) = floor::asked() {
+        let place = Place::from_name(&place).unwrap();
+        floor::run(&place.targets(addresses), Duration::from_secs(1));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -585,24 +652,28 @@ fn main() {
         return;
     }
     let only = std::env::var("CHECKD_BENCH_ONLY").ok();
-    let places =
-        match std::env::var("CHECKD_BENCH_PLACE") {
-            Ok(name) => vec![Place::from_name(&name).unwrap_or_else(|| {
-                panic!("CHECKD_BENCH_PLACE={name}: it is loopback or namespaces")
-            })],
-            Err(_) if rustix::process::geteuid().is_root() => {
-                vec![Place::Loopback, Place::Namespaces]
-            }
-            Err(_) => {
-                println!("SKIPPED the namespace run: it needs root");
-                vec![Place::Loopback]
-            }
-        };
+    let stage = std::env::var("CHECKD_BENCH_PLACE").ok();
+    let counted = only.as_deref().is_none_or(|o| o == "http")
+        && stage.as_deref().is_none_or(|s| s == "callgrind");
+    let places = match stage.as_deref() {
+        Some("callgrind") => vec![],
+        Some(name) => vec![Place::from_name(name).unwrap_or_else(|| {
+            panic!("CHECKD_BENCH_PLACE={name}: it is loopback, namespaces or callgrind")
+        })],
+        None if rustix::process::geteuid().is_root() => vec![Place::Loopback, Place::Namespaces],
+        None => {
+            println!("SKIPPED the namespace run: it needs root");
+            vec![Place::Loopback]
+        }
+    };
     runtime.block_on(async {
         let arrivals: Arrivals = Arc::default();
         for place in places {
             let split = (place == Place::Namespaces).then(|| Split::new(ADDRESSES));
             run_place(&arrivals, split.as_ref(), only.as_deref()).await;
+        }
+        if counted {
+            count_instructions(&arrivals).await;
         }
     });
     drop(runtime);
@@ -611,7 +682,7 @@ fn main() {
     }
     tandem_integration_tests::require_root();
     assert!(
-        have_keepalived(),
+        have("keepalived", "keepalived"),
         "keepalived could not be installed: the peer cannot run"
     );
     let out = tandem_integration_tests::guest::run_self_in_vm_with(
