@@ -127,7 +127,9 @@ impl Entry {
 
 #[derive(Default)]
 struct Table {
-    entries: HashMap<TargetKey, Entry>,
+    /// Looked up on every probe's result: hashed with foldhash, not
+    /// SipHash (a sixth of the cost; the keys are the operator's config).
+    entries: HashMap<TargetKey, Entry, foldhash::fast::RandomState>,
     /// Targets whose health ipvsd has not been told yet.
     dirty: HashSet<TargetKey>,
     /// Maintenance files: address, optional port, the file.

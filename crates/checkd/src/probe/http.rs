@@ -188,6 +188,7 @@ where
     tokio::pin!(connection);
     tokio::pin!(exchange);
     tokio::select! {
+        biased;
         result = &mut exchange => result,
         ended = &mut connection => match ended {
             Ok(()) => exchange.await,
