@@ -477,10 +477,21 @@ async fn run_place(arrivals: &Arrivals, split: Option<&Split>, only: Option<&str
                 checkd.user_per_1000,
                 floor.user_per_1000
             );
+            // checkd's own cost: what it takes above the kernel's part,
+            // as a share of a core at 10,000 probes/s.
+            let own = |checkd_per_probe: f64, floor_per_probe: f64| {
+                10_000.0 * (checkd_per_probe - floor_per_probe)
+            };
+            println!(
+                "checkd over the floor: {:.1}% of one core at 10,000 probes/s",
+                own(checkd.cpu_per_1000, floor.cpu_per_1000) / 10.0
+            );
             if let (Some(c), Some(f)) = (checkd.director_core, floor.director_core) {
+                let (c, f) = (c / checkd.probes_per_s, f / floor.probes_per_s);
                 println!(
-                    "The director's core busy per probe, checkd / floor: {:.2}x",
-                    (c / checkd.probes_per_s) / (f / floor.probes_per_s)
+                    "The director's core busy per probe, checkd / floor: {:.2}x; checkd over the floor: {:.1}% of it at 10,000 probes/s",
+                    c / f,
+                    own(c, f)
                 );
             }
         }
