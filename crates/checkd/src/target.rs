@@ -199,9 +199,9 @@ impl Target {
         })
     }
 
-    /// Where in its interval this target's probes start: spread evenly by
-    /// a hash of its key, so 10,000 targets are not probed in one burst
-    /// and a target keeps its slot across restarts.
+    /// Where in its interval this target's probes start, after checkd's
+    /// start: spread evenly by a hash of its key, so 10,000 targets are not
+    /// probed in one burst.
     pub fn phase(&self) -> Duration {
         let mut hasher = DefaultHasher::new();
         self.key.hash(&mut hasher);
