@@ -199,9 +199,10 @@ impl Target {
         })
     }
 
-    /// Where in its interval this target's probes start, after checkd's
-    /// start: spread evenly by a hash of its key, so 10,000 targets are not
-    /// probed in one burst.
+    /// Where in its interval this target's probes start, counted from when
+    /// its probing starts (checkd's start, or the target's arrival in
+    /// ipvsd's table): spread evenly by a hash of its key, so 10,000
+    /// targets are not probed in one burst.
     pub fn phase(&self) -> Duration {
         let mut hasher = DefaultHasher::new();
         self.key.hash(&mut hasher);

@@ -3,8 +3,8 @@
 //! no runtime, no HTTP library, the response compared as bytes).
 //! What it costs is what the kernel charges a prober for these probes' TCP
 //! (on loopback the servers' side included, in the namespace run not);
-//! what checkd costs above it is checkd's own. It runs as a child process of the benchmark (see [`ask`]),
-//! so its CPU is read as checkd's is.
+//! what checkd costs above it is checkd's own. It runs as a child process
+//! of the benchmark (see [`ask`]), so its CPU is read as checkd's is.
 //!
 //! Per probe, as checkd: a non-blocking socket ending with a reset, one
 //! edge-triggered registration for reading and writing, the request in one

@@ -15,7 +15,7 @@ use std::process::Command;
 pub const ADDRESSES: u8 = 5;
 
 /// `valgrind` counting instructions in `program`, from when [`start`]
-/// says, dumping to `out` (`out.1` after the first [`dump`]).
+/// says, dumping to `out.1` at the first [`dump`].
 pub fn command(program: &Path, out: &Path) -> Command {
     let mut command = Command::new("valgrind");
     command
@@ -31,9 +31,14 @@ pub fn start(pid: u32) {
     control(pid, "--zero");
 }
 
-/// Ends the count of process `pid`: its instructions since [`start`].
-pub fn dump(pid: u32, out: &Path) -> u64 {
+/// Ends the count of callgrind process `pid` (see [`counted`]).
+pub fn dump(pid: u32) {
     control(pid, "--dump");
+}
+
+/// The instructions counted from [`start`] to [`dump`], read from the
+/// dump of the process started with `out` (see [`command`]).
+pub fn counted(out: &Path) -> u64 {
     let dumped = format!("{}.1", out.display());
     let text = std::fs::read_to_string(&dumped).unwrap_or_else(|e| panic!("reading {dumped}: {e}"));
     text.lines()
