@@ -499,6 +499,7 @@ fn checkd_rereports_after_ipvsd_restarts_and_honours_overrides() {
 /// real's namespace.
 #[derive(Debug)]
 struct Segment {
+    at: tokio::time::Instant,
     from_director: bool,
     /// The director's port: which connection.
     director_port: u16,
@@ -510,13 +511,14 @@ struct Segment {
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const FIN: u8 = 0x01;
+const ACK: u8 = 0x10;
 
 /// The TCP segments to or from `director` in `frames`.
 fn segments(frames: &[Frame], director: [u8; 4]) -> Vec<Segment> {
     frames
         .iter()
-        .filter_map(Frame::tcp)
-        .filter_map(|t| {
+        .filter_map(|f| Some((f.at, f.tcp()?)))
+        .filter_map(|(at, t)| {
             let from_director = t.src == director;
             if !from_director && t.dst != director {
                 return None;
@@ -527,6 +529,7 @@ fn segments(frames: &[Frame], director: [u8; 4]) -> Vec<Segment> {
                 (t.dst_port, t.src_port)
             };
             Some(Segment {
+                at,
                 from_director,
                 director_port,
                 real_port,
@@ -537,11 +540,12 @@ fn segments(frames: &[Frame], director: [u8; 4]) -> Vec<Segment> {
         .collect()
 }
 
-/// On the wire: an HTTP probe and a banner check each end with the
-/// director's reset, never a FIN (`close: reset`, the default): the HTTP
-/// one after its request, the banner one having sent nothing.
+/// On the wire: an HTTP probe's handshake ends with its request (no bare
+/// ACK goes first), a banner check's with an ACK at once (its server
+/// speaks first); each ends with the director's reset, never a FIN
+/// (`close: reset`, the default), the banner one having sent nothing.
 #[test]
-fn probes_end_with_a_reset_never_a_fin() {
+fn probes_send_the_handshake_ack_with_the_request_and_end_with_a_reset() {
     let mut d = Director::new("ck-wire");
     let real = d.real("r1", "198.51.100.51");
     let _web = HttpServer::start(&real.ns, sock("198.51.100.51:80"), None);
@@ -590,9 +594,30 @@ fn probes_end_with_a_reset_never_a_fin() {
             "port {port}: the director sent a FIN: {connection:#?}"
         );
         let sent: usize = ours.iter().map(|s| s.payload).sum();
+        let synack = connection
+            .iter()
+            .find(|s| !s.from_director && s.flags == SYN | ACK)
+            .unwrap_or_else(|| panic!("port {port}: no SYN-ACK: {connection:#?}"));
+        let second = ours
+            .get(1)
+            .unwrap_or_else(|| panic!("port {port}: nothing after the SYN: {connection:#?}"));
         match port {
-            80 => assert!(sent > 0, "port 80: no request: {connection:#?}"),
-            _ => assert_eq!(sent, 0, "port 25: the director spoke: {connection:#?}"),
+            80 => assert!(
+                second.flags & ACK != 0 && second.payload > 0,
+                "port 80: the handshake's ACK went without the request: {connection:#?}"
+            ),
+            _ => {
+                assert_eq!(sent, 0, "port 25: the director spoke: {connection:#?}");
+                assert!(
+                    second.flags == ACK && second.payload == 0,
+                    "port 25: no bare ACK after the SYN-ACK: {connection:#?}"
+                );
+                let waited = second.at - synack.at;
+                assert!(
+                    waited < Duration::from_millis(100),
+                    "port 25: the handshake's ACK waited {waited:?} (a delayed ACK, up to 200 ms): the banner server waits for it"
+                );
+            }
         }
     }
 }

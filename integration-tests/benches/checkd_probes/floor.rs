@@ -6,7 +6,8 @@
 //! what checkd costs above it is checkd's own. It runs as a child process
 //! of the benchmark (see [`ask`]), so its CPU is read as checkd's is.
 //!
-//! Per probe, as checkd: a non-blocking socket ending with a reset, one
+//! Per probe, as checkd: a non-blocking socket ending with a reset, no
+//! quick ACK (the handshake's last ACK goes with the request), one
 //! edge-triggered registration for reading and writing, the request in one
 //! write once connected, reads until the body has come.
 
@@ -110,6 +111,8 @@ pub fn run(targets: &[SocketAddr], interval: Duration) -> ! {
 fn open(target: SocketAddr) -> Option<Probe> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
     socket.set_linger(Some(Duration::ZERO)).unwrap();
+    // As checkd's HTTP probes: the handshake's last ACK goes with the request.
+    socket.set_tcp_quickack(false).unwrap();
     match socket.connect(&target.into()) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
         Ok(()) => {}

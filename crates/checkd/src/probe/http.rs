@@ -126,7 +126,8 @@ impl ServerCertVerifier for TrustAny {
 /// One request where `dial` says, as `plan` says.
 pub async fn probe(dial: &Dial, plan: &HttpPlan, tls: &TlsConfigs) -> Result<(), ProbeError> {
     let tcp = Closing {
-        stream: super::tcp::connect(dial).await?,
+        // The request (or TLS's ClientHello) goes at once.
+        stream: super::tcp::connect(dial, true).await?,
         reset: dial.close == CheckClose::Reset,
     };
     match plan.tls {
