@@ -617,37 +617,43 @@ async fn count_instructions(arrivals: &Arrivals) {
         return;
     }
     let addresses = instructions::ADDRESSES;
-    let targets = Place::Loopback.targets(addresses).len();
-    let _servers = serve(arrivals, bind(&Place::Loopback.targets(addresses)));
+    let targets = Place::Loopback.targets(addresses);
+    let _servers = serve(arrivals, bind(&targets));
     println!(
-        "Instructions in user space (callgrind), {targets} targets on loopback at a 1 s interval, over {} s:",
+        "Instructions in user space (callgrind), {} targets on loopback at a 1 s interval, over {} s:",
+        targets.len(),
         WINDOW.as_secs()
     );
-    let out = Path::new(DIR).join("callgrind.checkd");
+    let dir = Path::new(DIR);
+    let out = dir.join("callgrind.checkd");
     let command = instructions::command(&binary("checkd"), &out);
-    let (ipvsd, mut checkd) = start_checkd("http", Place::Loopback, addresses, command);
-    let checkd_count = count(checkd.pid(), &out, arrivals, targets).await;
-    // Stopped, not killed: valgrind then removes its pipes in /tmp.
-    checkd.signal(rustix::process::Signal::TERM);
-    checkd.wait_exit(Duration::from_secs(10));
+    let (ipvsd, checkd) = start_checkd("http", Place::Loopback, addresses, command);
+    let checkd_count = count(&checkd, &out, arrivals, targets.len()).await;
+    stop_counted(checkd);
     drop(ipvsd);
-    let out = Path::new(DIR).join("callgrind.floor");
+    let out = dir.join("callgrind.floor");
     let mut command = instructions::command(&std::env::current_exe().unwrap(), &out);
     floor::ask(&mut command, Place::Loopback.name(), addresses);
-    let mut floor = command.spawn().unwrap();
-    let floor_count = count(floor.id(), &out, arrivals, targets).await;
-    let pid = rustix::process::Pid::from_child(&floor);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    floor.wait().unwrap();
+    let floor = Daemon::spawn_logging("floor", command, &dir.join("floor.log"));
+    let floor_count = count(&floor, &out, arrivals, targets.len()).await;
+    stop_counted(floor);
     println!(
         "http instructions per probe: checkd {checkd_count:.0}, floor {floor_count:.0}; checkd / floor {:.1}x",
         checkd_count / floor_count
     );
 }
 
-/// After the [`warm_up`], the instructions callgrind process `pid` runs
-/// over the window, per probe the servers saw.
-async fn count(pid: u32, out: &Path, arrivals: &Arrivals, targets: usize) -> f64 {
+/// Stops a prober under valgrind with SIGTERM, not a kill: valgrind then
+/// removes its pipes in /tmp.
+fn stop_counted(mut prober: Daemon) {
+    prober.signal(rustix::process::Signal::TERM);
+    prober.wait_exit(Duration::from_secs(10));
+}
+
+/// After the [`warm_up`], the instructions `prober` (under callgrind)
+/// runs over the window, per probe the servers saw.
+async fn count(prober: &Daemon, out: &Path, arrivals: &Arrivals, targets: usize) -> f64 {
+    let pid = prober.pid();
     warm_up(arrivals, targets).await;
     instructions::start(pid);
     arrivals.lock().unwrap().clear();
