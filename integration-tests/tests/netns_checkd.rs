@@ -432,7 +432,8 @@ fn checkd_rereports_after_ipvsd_restarts_and_honours_overrides() {
     s2.set(HttpMode::Error);
     let config = "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
                   check: {type: http, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}\n    reals:\n      \
-                  - address: 198.51.100.21\n      - address: 198.51.100.22\n";
+                  - address: 198.51.100.21\n      - address: 198.51.100.22\n      \
+                  - address: 198.51.100.23\n        check: {type: http, interval: 20s, timeout: 150ms, fall: 3}\n";
     d.start_ipvsd(config);
     d.start_checkd();
     d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Down, Some(0));
@@ -476,6 +477,13 @@ fn checkd_rereports_after_ipvsd_restarts_and_honours_overrides() {
     assert!(detail.contains("maintenance file"), "{detail}");
     std::fs::remove_file(&file).unwrap();
     d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+
+    // A real whose probes have no verdict yet (fall 3 at 20 s): forced
+    // down, then released, it goes back to unknown in ipvsd, at its weight.
+    d.tandemctl(&["override", "198.51.100.23", "down"]);
+    d.wait_ipvsd("web", "198.51.100.23:80", ipb::Health::Down, Some(0));
+    d.tandemctl(&["override", "198.51.100.23", "clear"]);
+    d.wait_ipvsd("web", "198.51.100.23:80", ipb::Health::Unspecified, Some(1));
 
     let unknown = Command::new(binary("tandemctl"))
         .args([

@@ -425,8 +425,9 @@ impl Engine {
         self.shared.transitions.subscribe()
     }
 
-    /// Takes the reports ipvsd has not had yet (unknown health is never
-    /// reported: ipvsd already treats it as up).
+    /// Takes the reports ipvsd has not had yet. Unknown is reported too:
+    /// a real forced down and released before its probes reached a verdict
+    /// must not stay down in ipvsd.
     pub fn take_reports(&self) -> Vec<Report> {
         let mut table = self.table();
         let dirty = std::mem::take(&mut table.dirty);
@@ -434,10 +435,9 @@ impl Engine {
             .into_iter()
             .filter_map(|key| {
                 let entry = table.entries.get(&key)?;
-                let health = entry.health();
-                (health != Health::Unknown).then(|| Report {
+                Some(Report {
                     key,
-                    health,
+                    health: entry.health(),
                     detail: detail_of(entry),
                 })
             })

@@ -250,8 +250,17 @@ impl Model {
         health: Health,
         detail: String,
     ) -> Result<bool, ModelError> {
-        if !self.real_ids().any(|r| r == id) {
-            let (key, address, port) = id;
+        let (key, address, port) = id;
+        // A real with state is in the table (state goes with its real);
+        // otherwise look in its service alone: checkd reports every real.
+        let present = self.states.contains_key(&id)
+            || self.index_of(key).is_ok_and(|i| {
+                let vs = &self.services[i];
+                vs.reals
+                    .iter()
+                    .any(|r| r.address == address && vs.real_port(r) == port)
+            });
+        if !present {
             return Err(ModelError::NotFound(format!("{key} {address}:{port}")));
         }
         let state = self.states.entry(id).or_default();

@@ -88,6 +88,24 @@ async fn overrides_win_over_probes_and_clear_back_to_them() {
     assert_eq!(moves, [(Health::Down, Health::Up)]);
 }
 
+#[tokio::test]
+async fn an_override_lifted_before_any_verdict_reports_unknown() {
+    let engine = engine();
+    // One failed probe at most in this test: fall 3 is far off.
+    engine.update(targets(&table(9, "{interval: 10s, timeout: 1s, fall: 3}")));
+    engine.set_override(|_| true, Some(Health::Down));
+    let down = engine.take_reports();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0].health, Health::Down);
+    assert_eq!(down[0].detail, "forced by the operator (checkd)");
+    engine.set_override(|_| true, None);
+    let released = engine.take_reports();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0].health, Health::Unknown);
+    assert_eq!(released[0].detail, "");
+    assert_eq!(engine.targets()[0].probed, Health::Unknown);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stall_leaves_each_target_in_its_own_slot() {
     let target = targets(&table(80, "{interval: 1s, timeout: 500ms}")).remove(0);

@@ -381,12 +381,17 @@ pub fn health_to_wire(health: Health) -> pb::Health {
     }
 }
 
-/// A reported health: UP or DOWN only.
+/// A reported health: UP, DOWN, or UNSPECIFIED (not known again, as when
+/// an operator's override is lifted before the probes reached a verdict).
 pub fn reported_health(field: &str, value: i32) -> Result<Health, FieldError> {
     match pb::Health::try_from(value) {
+        Ok(pb::Health::Unspecified) => Ok(Health::Unknown),
         Ok(pb::Health::Up) => Ok(Health::Up),
         Ok(pb::Health::Down) => Ok(Health::Down),
-        _ => Err(FieldError::new(field, format!("{value} is not UP or DOWN"))),
+        Err(_) => Err(FieldError::new(
+            field,
+            format!("{value} is not UNSPECIFIED, UP or DOWN"),
+        )),
     }
 }
 

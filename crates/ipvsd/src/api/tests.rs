@@ -284,14 +284,45 @@ async fn health_reports_drive_the_weights_and_show_in_the_listing() {
     assert_eq!(r.effective_weight, Some(0));
     assert_eq!(listed.sync.as_ref().unwrap().role, "master");
 
-    let unspecified = svc
+    // Not known again (an override lifted before any verdict): the real
+    // goes back to its configured weight, as an unchecked one has.
+    let unknown = svc
         .report_health(Request::new(pb::ReportHealthRequest {
-            reports: vec![report("198.51.100.102", pb::Health::Unspecified, "")],
+            reports: vec![report("198.51.100.101", pb::Health::Unspecified, "")],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unknown.changed, 1);
+    assert_eq!(
+        weights(&fake).await,
+        vec![("198.51.100.101".into(), 3), ("198.51.100.102".into(), 1)]
+    );
+    let r = &list(&svc).await.services[0].reals[0];
+    assert_eq!(r.health(), pb::Health::Unspecified);
+    assert_eq!(r.health_detail, "");
+
+    let mut bad = report("198.51.100.102", pb::Health::Up, "");
+    bad.health = 7;
+    let refused = svc
+        .report_health(Request::new(pb::ReportHealthRequest {
+            reports: vec![report("198.51.100.101", pb::Health::Down, "HTTP 503"), bad],
         }))
         .await
         .unwrap_err();
-    assert_eq!(unspecified.code(), Code::InvalidArgument);
-    assert!(unspecified.message().starts_with("reports[0].health:"));
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .starts_with("reports[1].health: 7 is not UNSPECIFIED, UP or DOWN"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        weights(&fake).await,
+        vec![("198.51.100.101".into(), 3), ("198.51.100.102".into(), 1)],
+        "nothing of a refused batch is applied"
+    );
 }
 
 fn drain_request(
