@@ -109,3 +109,71 @@ async fn an_http_probe_sends_the_request_its_check_describes() {
         "{request}"
     );
 }
+
+/// Whether the process in `pid_file` (written by the command) is gone
+/// within a second: killed, it may take a moment to exit, and it may stay
+/// a zombie until its new parent reaps it.
+async fn gone(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    for _ in 0..100 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
+            return true;
+        };
+        // "pid (comm) S ...": the state follows the command's closing paren.
+        if stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .trim_start()
+            .starts_with('Z')
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// An external check whose shell leaves a `sleep` behind it (its pid in
+/// `pid_file`), then does `then`.
+fn leaving_a_child(pid_file: &Path, then: &str, timeout: &str) -> Target {
+    target(
+        80,
+        &format!(
+            "{{type: external, interval: 2s, timeout: {timeout}, command: [/bin/sh, -c, 'sleep 30 & echo $! > {}; {then}']}}",
+            pid_file.display()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn an_external_check_killed_at_its_timeout_takes_its_children_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("sleep.pid");
+    let target = leaving_a_child(&pid_file, "wait", "300ms");
+    let result = Prober::new().probe(&target).await;
+    assert_eq!(result.unwrap_err().to_string(), "timeout after 300ms");
+    assert!(
+        gone(&pid_file).await,
+        "the check's child outlived its timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_external_check_that_exits_is_judged_at_once_though_a_child_holds_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("sleep.pid");
+    let started = tokio::time::Instant::now();
+    let target = leaving_a_child(&pid_file, "echo lagging >&2; exit 3", "1s");
+    let result = Prober::new().probe(&target).await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "command: /bin/sh exit status: 3: lagging"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "waited for the child: {:?}",
+        started.elapsed()
+    );
+    assert!(gone(&pid_file).await, "the check's child outlived it");
+}
