@@ -254,8 +254,42 @@ pub fn udp_echo(ns: &Netns, addr: SocketAddr) {
     });
 }
 
-/// A DNS server over UDP answering every A query with `answer` (TTL 60).
-pub fn dns_server(ns: &Netns, addr: SocketAddr, answer: Ipv4Addr) {
+/// A TCP server that reads what each connection sends first, then writes
+/// `reply` and closes; with `None` it never answers and holds the
+/// connection open.
+pub fn tcp_responder(ns: &Netns, addr: SocketAddr, reply: Option<&'static [u8]>) {
+    let listener = bind_tcp(ns, addr);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            match reply {
+                Some(reply) => {
+                    let _ = stream.read(&mut [0u8; 512]);
+                    let _ = stream.write_all(reply);
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+}
+
+/// A UDP server answering every datagram with `reply`, or, with `None`,
+/// never answering.
+pub fn udp_responder(ns: &Netns, addr: SocketAddr, reply: Option<&'static [u8]>) {
+    let socket = bind_udp(ns, addr);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((_, from)) = socket.recv_from(&mut buf) {
+            if let Some(reply) = reply {
+                let _ = socket.send_to(reply, from);
+            }
+        }
+    });
+}
+
+/// A DNS server over UDP answering every A query with `answer` (TTL 60),
+/// or, with `None`, that the name does not exist (NXDOMAIN).
+pub fn dns_server(ns: &Netns, addr: SocketAddr, answer: Option<Ipv4Addr>) {
     let socket = bind_udp(ns, addr);
     std::thread::spawn(move || {
         let mut buf = [0u8; 512];
@@ -267,16 +301,22 @@ pub fn dns_server(ns: &Netns, addr: SocketAddr, answer: Ipv4Addr) {
     });
 }
 
-/// The query turned into a response with one A record (RFC 1035 4.1).
-fn dns_reply(query: &[u8], answer: Ipv4Addr) -> Option<Vec<u8>> {
+/// The query turned into a response with one A record, or with none and
+/// NXDOMAIN (RFC 1035 4.1).
+fn dns_reply(query: &[u8], answer: Option<Ipv4Addr>) -> Option<Vec<u8>> {
     // Header (12 bytes), then one question: a name, type and class.
     let name_end = 12 + query.get(12..)?.iter().position(|&b| b == 0)? + 1;
     let question_end = name_end + 4;
     let mut reply = query.get(..question_end)?.to_vec();
     reply[2] = 0x81; // QR, RD
+    reply[8..12].fill(0); // NSCOUNT, ARCOUNT
+    let Some(answer) = answer else {
+        reply[3] = 0x83; // RA, NXDOMAIN
+        reply[6..8].fill(0); // ANCOUNT
+        return Some(reply);
+    };
     reply[3] = 0x80; // RA, NOERROR
     reply[6..8].copy_from_slice(&1u16.to_be_bytes()); // ANCOUNT
-    reply[8..12].fill(0); // NSCOUNT, ARCOUNT
     reply.extend_from_slice(&[0xc0, 0x0c]); // the question's name
     reply.extend_from_slice(&[0, 1, 0, 1]); // A, IN
     reply.extend_from_slice(&60u32.to_be_bytes());

@@ -21,7 +21,8 @@ use tandem_integration_tests::capture::{Capture, Frame};
 use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_integration_tests::servers::{
-    HttpMode, HttpServer, banner_server, dns_server, self_signed_tls, udp_echo,
+    HttpMode, HttpServer, banner_server, dns_server, self_signed_tls, tcp_responder, udp_echo,
+    udp_responder,
 };
 use tandem_proto::check::v1 as cpb;
 use tandem_proto::ipvs::v1 as ipb;
@@ -371,55 +372,104 @@ fn each_failure_names_its_reason_and_weights_follow() {
 }
 
 #[test]
-fn tcp_banner_udp_dns_icmp_and_external_checks() {
+fn tcp_banner_udp_dns_icmp_and_external_checks_pass_and_fail_each_with_its_reason() {
     let mut d = Director::new("ck-kinds");
+    // .31 answers right; .32 runs no server (refused); .33 answers wrong;
+    // .34 accepts and never answers (or says the name does not exist);
+    // .35 is no host at all.
     let up = d.real("up", "198.51.100.31");
     let _silent = d.real("silent", "198.51.100.32");
-    banner_server(
-        &up.ns,
-        sock("198.51.100.31:25"),
-        "220 mail.example.test ESMTP ready\r\n",
+    let wrong = d.real("wrong", "198.51.100.33");
+    let hung = d.real("hung", "198.51.100.34");
+    let at = |host: &Host, port: u16| SocketAddr::new(host.addr.into(), port);
+    banner_server(&up.ns, at(&up, 25), "220 mail.example.test ESMTP ready\r\n");
+    banner_server(&wrong.ns, at(&wrong, 25), "554 no service here\r\n");
+    tcp_responder(&hung.ns, at(&hung, 25), None);
+    tcp_responder(&up.ns, at(&up, 6379), Some(b"+PONG\r\n"));
+    tcp_responder(
+        &wrong.ns,
+        at(&wrong, 6379),
+        Some(b"-ERR unknown command\r\n"),
     );
-    udp_echo(&up.ns, sock("198.51.100.31:7"));
+    tcp_responder(&hung.ns, at(&hung, 6379), None);
+    udp_echo(&up.ns, at(&up, 7));
+    udp_responder(&wrong.ns, at(&wrong, 7), Some(b"nope"));
+    udp_responder(&hung.ns, at(&hung, 7), None);
+    let vip = "198.51.100.10".parse().unwrap();
+    dns_server(&up.ns, at(&up, 53), Some(vip));
     dns_server(
-        &up.ns,
-        sock("198.51.100.31:53"),
-        "198.51.100.10".parse().unwrap(),
+        &wrong.ns,
+        at(&wrong, 53),
+        Some("198.51.100.99".parse().unwrap()),
     );
+    dns_server(&hung.ns, at(&hung, 53), None);
+
     let timing = "interval: 300ms, timeout: 200ms, rise: 1, fall: 1";
-    let service = |name: &str, proto: &str, port: u16, check: &str| {
+    let service = |name: &str, proto: &str, port: u16, check: &str, reals: &[u8]| {
+        let reals: String = reals
+            .iter()
+            .map(|r| format!("      - address: 198.51.100.{r}\n"))
+            .collect();
         format!(
             "  - name: {name}\n    protocol: {proto}\n    address: 198.51.100.10\n    port: {port}\n    \
-             forward: masq\n    check: {{{check}, {timing}}}\n    reals:\n      \
-             - address: 198.51.100.31\n      - address: 198.51.100.32\n"
+             forward: masq\n    check: {{{check}, {timing}}}\n    reals:\n{reals}"
         )
     };
+    let all = [31, 32, 33, 34];
     let config = [
-        service("smtp", "tcp", 25, "type: tcp, receive: '^220 .*ESMTP', receive_regex: true"),
-        service("echo", "udp", 7, "type: udp, send: ping, receive: pong"),
-        service("dns", "udp", 53, "type: dns, query_name: www.example.test, receive: 198.51.100.10"),
-        service("ping", "tcp", 8080, "type: icmp"),
+        service("smtp", "tcp", 25, "type: tcp, receive: '^220 .*ESMTP', receive_regex: true", &all),
+        service("kv", "tcp", 6379, "type: tcp, send: PING, receive: +PONG", &all),
+        service("echo", "udp", 7, "type: udp, send: ping, receive: pong", &all),
+        service("dns", "udp", 53, "type: dns, query_name: www.example.test, receive: 198.51.100.10", &all),
+        service("ping", "tcp", 8080, "type: icmp", &[31, 32, 35]),
         service(
             "ext",
             "tcp",
             9090,
-            "type: external, command: [/bin/sh, -c, 'test \"$TANDEM_REAL_ADDRESS:$TANDEM_REAL_PORT\" = 198.51.100.31:9090 || { echo \"not the one\" >&2; exit 2; }']",
+            "type: external, command: [/bin/sh, -c, 'case $TANDEM_REAL_ADDRESS:$TANDEM_REAL_PORT in \
+             198.51.100.31:9090) exit 0;; 198.51.100.33:9090) sleep 5;; *) echo \"not the one\" >&2; exit 2;; esac']",
+            &[31, 32, 33],
         ),
     ]
     .concat();
     d.start_ipvsd(&format!("virtual_services:\n{config}"));
     d.start_checkd();
-    for port in [25, 7, 53, 8080, 9090] {
+    for port in [25, 6379, 7, 53, 8080, 9090] {
         d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
     }
     d.wait_target("198.51.100.32:8080", ipb::Health::Up); // the host answers pings
     let expect = [
         ("198.51.100.32:25", "connect: connection refused"),
+        ("198.51.100.33:25", "reply does not match /^220 .*ESMTP/"),
+        ("198.51.100.34:25", "timeout after 200ms"),
+        ("198.51.100.32:6379", "connect: connection refused"),
+        ("198.51.100.33:6379", "reply does not contain \"+PONG\""),
+        ("198.51.100.34:6379", "timeout after 200ms"),
         ("198.51.100.32:7", "receive: connection refused"),
+        ("198.51.100.33:7", "reply does not contain \"pong\""),
+        ("198.51.100.34:7", "timeout after 200ms"),
         ("198.51.100.32:53", "receive: connection refused"),
+        (
+            "198.51.100.33:53",
+            "DNS: no A answer does contain \"198.51.100.10\" (got 198.51.100.99)",
+        ),
+        ("198.51.100.34:53", "DNS: response code Non-Existent Domain"),
         ("198.51.100.32:9090", "exit status: 2: not the one"),
+        ("198.51.100.33:9090", "timeout after 200ms"),
     ];
     d.wait_all_down(&expect);
+    let absent = d.wait_target("198.51.100.35:8080", ipb::Health::Down);
+    assert!(
+        ["timeout after 200ms", "unreachable"]
+            .iter()
+            .any(|w| reason(&absent).contains(w)),
+        "no host: {}",
+        reason(&absent)
+    );
+    for port in [25, 6379, 7, 53, 8080, 9090] {
+        let t = d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
+        assert_eq!(t.failures, 0, "198.51.100.31:{port} never failed");
+    }
 }
 
 #[test]
