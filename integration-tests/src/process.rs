@@ -96,13 +96,26 @@ impl Daemon {
         dir: &Path,
         config: &str,
     ) -> Self {
+        Self::start_configured_env(ns, name, dir, config, &[])
+    }
+
+    /// [`Daemon::start_configured`] with extra environment variables.
+    pub fn start_configured_env(
+        ns: &crate::netns::Netns,
+        name: &str,
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, config).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
         let socket = socket_in(dir, name);
         let _ = std::fs::remove_file(&socket);
         let (file, listen) = (file.to_string_lossy(), socket.to_string_lossy());
         let args = ["--config", file.as_ref(), "--listen", listen.as_ref()];
-        let mut process = Self::start_in(ns, name, &args, &dir.join(format!("{name}.log")));
+        let mut command = ns.command(&binary(name).to_string_lossy());
+        command.args(args).envs(env.iter().copied());
+        let mut process = Self::spawn_logging(name, command, &dir.join(format!("{name}.log")));
         process.wait_for_socket(&socket);
         process
     }

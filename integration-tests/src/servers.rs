@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -89,6 +90,56 @@ pub fn self_signed_tls(name: &str) -> Arc<rustls::ServerConfig> {
         )
         .expect("server TLS config");
     Arc::new(config)
+}
+
+/// The server names (SNI) TLS clients asked a [`recording_tls`] server for,
+/// in order (`None`: a hello without one).
+pub type SniSeen = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A TLS server config that serves the certificate in `cert_pem` (with its
+/// key in `key_pem`) whatever name is asked for, and records the names.
+pub fn recording_tls(cert_pem: &Path, key_pem: &Path) -> (Arc<rustls::ServerConfig>, SniSeen) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert_pem)
+        .expect("reading the certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("parsing the certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key_pem).expect("reading the key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("loading the key");
+    let seen = SniSeen::default();
+    let resolver = Recording {
+        key: Arc::new(rustls::sign::CertifiedKey::new(certs, key)),
+        seen: seen.clone(),
+    };
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    (Arc::new(config), seen)
+}
+
+#[derive(Debug)]
+struct Recording {
+    key: Arc<rustls::sign::CertifiedKey>,
+    seen: SniSeen,
+}
+
+impl rustls::server::ResolvesServerCert for Recording {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hello.server_name().map(str::to_owned));
+        Some(self.key.clone())
+    }
 }
 
 impl HttpServer {

@@ -19,10 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tandem_integration_tests::block_on;
 use tandem_integration_tests::capture::{Capture, Frame};
 use tandem_integration_tests::netns::{Host, Lan};
+use tandem_integration_tests::pki::TestPki;
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_integration_tests::servers::{
-    HttpMode, HttpServer, banner_server, dns_server, self_signed_tls, tcp_responder, udp_echo,
-    udp_responder,
+    HttpMode, HttpServer, banner_server, dns_server, recording_tls, self_signed_tls, tcp_responder,
+    udp_echo, udp_responder,
 };
 use tandem_proto::check::v1 as cpb;
 use tandem_proto::ipvs::v1 as ipb;
@@ -65,12 +66,23 @@ impl Director {
     }
 
     fn start_checkd(&mut self) {
+        self.start_checkd_env(&[]);
+    }
+
+    /// Starts checkd with extra environment variables.
+    fn start_checkd_env(&mut self, env: &[(&str, &str)]) {
         let config = format!(
             "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
             self.path("ipvsd.sock").display(),
             self.path("maintenance").display()
         );
-        self.checkd = Some(self.start("checkd", &config));
+        self.checkd = Some(Daemon::start_configured_env(
+            &self.host.ns,
+            "checkd",
+            self.dir.path(),
+            &config,
+            env,
+        ));
     }
 
     fn real(&self, label: &str, addr: &str) -> Host {
@@ -369,6 +381,61 @@ fn each_failure_names_its_reason_and_weights_follow() {
     http[1].set(HttpMode::Ok);
     d.wait_target("198.51.100.22:80", ipb::Health::Up);
     d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+}
+
+#[test]
+fn https_checks_ask_for_the_virtualhost_by_sni_and_verify_against_the_trust_store() {
+    let mut d = Director::new("ck-tls");
+    let real = d.real("r1", "198.51.100.21");
+    let pki = TestPki::new(d.dir.path(), "www.example.test");
+    let (tls, sni) = recording_tls(&pki.server.0, &pki.server.1);
+    let _https = HttpServer::start(&real.ns, sock("198.51.100.21:443"), Some(tls));
+    let check = |port: u16, host: &str| {
+        format!(
+            "  - name: {host}\n    address: 198.51.100.10\n    port: {port}\n    forward: masq\n    \
+             check: {{type: https, interval: 300ms, timeout: 250ms, rise: 1, fall: 1, \
+             virtualhost: {host}, verify_tls: true}}\n    reals:\n      \
+             - {{address: 198.51.100.21, port: 443}}\n"
+        )
+    };
+    // The same real under two names: the certificate is for one of them.
+    d.start_ipvsd(&format!(
+        "virtual_services:\n{}{}",
+        check(443, "www.example.test"),
+        check(8443, "other.example.test")
+    ));
+    // The test CA is the trust store (rustls-native-certs reads SSL_CERT_FILE).
+    let ca = pki.ca.to_str().unwrap().to_owned();
+    d.start_checkd_env(&[("SSL_CERT_FILE", &ca)]);
+    d.wait_ipvsd(
+        "www.example.test",
+        "198.51.100.21:443",
+        ipb::Health::Up,
+        Some(1),
+    );
+    let detail = d.wait_ipvsd(
+        "other.example.test",
+        "198.51.100.21:443",
+        ipb::Health::Down,
+        Some(0),
+    );
+    assert!(
+        detail.starts_with(
+            "TLS: invalid peer certificate: certificate not valid for name \"other.example.test\""
+        ),
+        "{detail}"
+    );
+    let asked = sni.lock().unwrap().clone();
+    for name in ["www.example.test", "other.example.test"] {
+        assert!(
+            asked.iter().any(|n| n.as_deref() == Some(name)),
+            "no hello asked for {name}: {asked:?}"
+        );
+    }
+    assert!(
+        asked.iter().all(Option::is_some),
+        "a hello without SNI: {asked:?}"
+    );
 }
 
 #[test]
