@@ -4,7 +4,9 @@
 //! derives effective weights from them); real-server namespaces on the
 //! same LAN run HTTP, HTTPS, TCP, UDP and DNS servers whose answers the
 //! tests change: HTTP 500, a wrong body, a hung server, a stopped one
-//! (RST), a TLS handshake that fails, a link that goes down.
+//! (RST), a TLS handshake that fails, a link that goes down; and each
+//! other kind's wrong answer, silence and hang. checkd's `/metrics` is
+//! scraped from inside the director.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,6 +30,19 @@ use tandem_integration_tests::servers::{
 use tandem_proto::check::v1 as cpb;
 use tandem_proto::ipvs::v1 as ipb;
 use tonic::transport::Channel;
+
+/// Where checkd serves `/metrics`, inside the director namespace.
+const METRICS: &str = "127.0.0.1:9100";
+
+/// The value of the sample `series` (name and labels, as exported) in
+/// Prometheus text `metrics`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+}
 
 /// Two daemons in a director namespace on a LAN.
 struct Director {
@@ -72,7 +87,8 @@ impl Director {
     /// Starts checkd with extra environment variables.
     fn start_checkd_env(&mut self, env: &[(&str, &str)]) {
         let config = format!(
-            "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n",
+            "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n\
+             daemon:\n  metrics_listen: {METRICS}\n",
             self.path("ipvsd.sock").display(),
             self.path("maintenance").display()
         );
@@ -94,6 +110,28 @@ impl Director {
             .await
             .unwrap();
         cpb::check_client::CheckClient::new(channel)
+    }
+
+    /// checkd's `/metrics`, scraped from inside the director.
+    fn metrics(&self) -> String {
+        self.host
+            .ns
+            .enter(|| {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(METRICS).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                write!(
+                    stream,
+                    "GET /metrics HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).unwrap();
+                response
+            })
+            .unwrap()
     }
 
     fn targets(&self) -> cpb::ListTargetsResponse {
@@ -537,6 +575,32 @@ fn tcp_banner_udp_dns_icmp_and_external_checks_pass_and_fail_each_with_its_reaso
         let t = d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
         assert_eq!(t.failures, 0, "198.51.100.31:{port} never failed");
     }
+
+    // The same, as Prometheus sees it: 22 targets, 7 up.
+    let metrics = d.metrics();
+    assert_eq!(
+        sample(&metrics, "tandem_checkd_targets{health=\"up\"}"),
+        7.0
+    );
+    assert_eq!(
+        sample(&metrics, "tandem_checkd_targets{health=\"down\"}"),
+        15.0
+    );
+    assert_eq!(
+        sample(&metrics, "tandem_checkd_targets{health=\"unknown\"}"),
+        0.0
+    );
+    assert_eq!(sample(&metrics, "tandem_checkd_ipvsd_connected"), 1.0);
+    for kind in ["tcp", "udp", "dns", "icmp", "external"] {
+        for result in ["ok", "failed"] {
+            let series =
+                format!("tandem_checkd_probes_total{{type=\"{kind}\",result=\"{result}\"}}");
+            assert!(sample(&metrics, &series) > 0.0, "{series}");
+        }
+        let latencies = format!("tandem_checkd_probe_duration_seconds_count{{type=\"{kind}\"}}");
+        assert!(sample(&metrics, &latencies) > 0.0, "{latencies}");
+    }
+    assert!(sample(&metrics, "tandem_checkd_transitions_total{health=\"down\"}") >= 15.0);
 }
 
 #[test]
