@@ -210,6 +210,19 @@ impl Target {
         Duration::from_nanos(hasher.finish() % nanos.max(1))
     }
 
+    /// A share in [0, 1) from a second hash of the key, unrelated to
+    /// [`Target::phase`]: how much of a stall's delay this target's probe
+    /// waits once the stall is over (targets a stall held up have
+    /// neighbouring phases, so their phases would not spread them).
+    pub fn stall_share(&self) -> f64 {
+        let mut hasher = DefaultHasher::new();
+        (self.key, "stall").hash(&mut hasher);
+        // The top 53 bits: exactly an f64 in [0, 1).
+        #[allow(clippy::cast_precision_loss, reason = "53 bits fit an f64 exactly")]
+        let share = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+        share
+    }
+
     /// The check type's name, for metrics.
     pub fn kind(&self) -> &'static str {
         self.spec.kind.name()

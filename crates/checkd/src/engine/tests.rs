@@ -129,3 +129,51 @@ async fn a_stall_leaves_each_target_in_its_own_slot() {
         "the next probe is in the target's slot, not an interval after the late one"
     );
 }
+
+#[test]
+fn probes_a_stall_held_up_wait_their_share_of_it_and_no_others_wait() {
+    let interval = Duration::from_secs(1);
+    assert_eq!(held_up_wait(Duration::from_millis(5), interval, 0.5), None);
+    assert_eq!(held_up_wait(HELD_UP, interval, 0.5), None);
+    assert_eq!(
+        held_up_wait(Duration::from_millis(300), interval, 0.5),
+        Some(Duration::from_millis(150))
+    );
+    assert_eq!(
+        held_up_wait(Duration::from_millis(300), interval, 0.0),
+        Some(Duration::ZERO)
+    );
+    // Never past an interval: the next slot is not missed for it.
+    assert_eq!(
+        held_up_wait(Duration::from_secs(5), interval, 0.9),
+        Some(Duration::from_millis(900))
+    );
+}
+
+#[test]
+fn the_targets_one_stall_held_up_wait_shares_spread_over_the_whole_range() {
+    let reals: String = (1..=1000)
+        .map(|port| format!("      - {{address: 127.0.0.1, port: {port}}}\n"))
+        .collect();
+    let all = targets(&format!(
+        "virtual_services:\n  - address: 198.51.100.10\n    port: 80\n    \
+         check: {{interval: 1s, timeout: 500ms}}\n    reals:\n{reals}"
+    ));
+    // The targets due in a 300 ms stall: neighbouring phases.
+    let window = Duration::from_millis(400)..Duration::from_millis(700);
+    let held: Vec<f64> = all
+        .iter()
+        .filter(|t| window.contains(&t.phase()))
+        .map(Target::stall_share)
+        .collect();
+    assert!((250..350).contains(&held.len()), "{} held up", held.len());
+    let mut deciles = [0usize; 10];
+    for share in &held {
+        assert!((0.0..1.0).contains(share), "{share}");
+        deciles[(share * 10.0) as usize] += 1;
+    }
+    assert!(
+        deciles.iter().all(|&n| n >= held.len() / 20),
+        "shares bunched: {deciles:?}"
+    );
+}
