@@ -405,7 +405,8 @@ fn each_failure_names_its_reason_and_weights_follow() {
         reason(&link)
     );
     let healthy = d.wait_target("198.51.100.21:80", ipb::Health::Up);
-    assert_eq!(healthy.failures, 0, "the healthy real never failed");
+    assert!(healthy.probes > 0);
+    assert_eq!(healthy.last_failure, None, "the healthy real never failed");
 
     // Quiescent: a down real keeps its place at weight 0, with the reason.
     let detail = d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Down, Some(0));
@@ -419,6 +420,41 @@ fn each_failure_names_its_reason_and_weights_follow() {
     http[1].set(HttpMode::Ok);
     d.wait_target("198.51.100.22:80", ipb::Health::Up);
     d.wait_ipvsd("web", "198.51.100.22:80", ipb::Health::Up, Some(1));
+}
+
+#[test]
+fn the_default_check_finds_a_dead_real_within_three_seconds() {
+    let mut d = Director::new("ck-dflt");
+    let r1 = d.real("r1", "198.51.100.21");
+    let r2 = d.real("r2", "198.51.100.22");
+    let mut stopped = HttpServer::start(&r1.ns, sock("198.51.100.21:80"), None);
+    let hung = HttpServer::start(&r2.ns, sock("198.51.100.22:80"), None);
+    // No timing given: 1 s interval, 800 ms timeout, rise and fall 2.
+    d.start_ipvsd(
+        "virtual_services:\n  - name: web\n    address: 198.51.100.10\n    port: 80\n    forward: masq\n    \
+         check: {type: http}\n    reals:\n      - address: 198.51.100.21\n      - address: 198.51.100.22\n",
+    );
+    d.start_checkd();
+    for real in ["198.51.100.21:80", "198.51.100.22:80"] {
+        d.wait_target(real, ipb::Health::Up);
+    }
+    let died = unix_ms(SystemTime::now());
+    stopped.stop();
+    hung.set(HttpMode::Hang);
+    // The worst case: the last answer just before the failure, then two
+    // failed probes an interval apart, the second after its timeout:
+    // 1 s + 1 s + 800 ms.
+    for (real, why) in [
+        ("198.51.100.21:80", "connect: connection refused"),
+        ("198.51.100.22:80", "timeout after 800ms"),
+    ] {
+        let t = d.wait_target(real, ipb::Health::Down);
+        let last = t.last.unwrap();
+        assert_eq!(last.reason, why, "{real}");
+        let after = last.at_unix_ms - died;
+        assert!(after <= 3000, "{real} went down {after} ms after it died");
+        println!("{real}: down {after} ms after it died ({why})");
+    }
 }
 
 #[test]
@@ -573,7 +609,7 @@ fn tcp_banner_udp_dns_icmp_and_external_checks_pass_and_fail_each_with_its_reaso
     );
     for port in [25, 6379, 7, 53, 8080, 9090] {
         let t = d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
-        assert_eq!(t.failures, 0, "198.51.100.31:{port} never failed");
+        assert_eq!(t.last_failure, None, "198.51.100.31:{port} never failed");
     }
 
     // The same, as Prometheus sees it: 22 targets, 7 up.

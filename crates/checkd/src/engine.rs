@@ -577,7 +577,8 @@ async fn probe_loop(engine: Engine, target: Arc<Target>) {
     loop {
         let due = ticks.tick().await;
         if let Some(wait) = held_up_wait(due.elapsed(), target.timing.interval, share) {
-            tokio::time::sleep(wait).await;
+            // Boxed, as the probe is: rare, and not in every idle task.
+            Box::pin(tokio::time::sleep(wait)).await;
         }
         let started = Instant::now();
         // Boxed: an idle target's task holds only this loop, not the

@@ -30,29 +30,47 @@ async fn probes_after(engine: &Engine, wait: Duration) -> u64 {
 
 #[tokio::test]
 async fn an_unchanged_table_keeps_the_running_probes() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     let engine = engine();
-    let yaml = table(port, "{interval: 50ms, timeout: 40ms, rise: 1}");
+    // An `on` check records once, when its task starts: a restarted task
+    // would record again.
+    let yaml = table(80, "{type: on}");
     engine.update(targets(&yaml));
-    let before = probes_after(&engine, Duration::from_millis(200)).await;
-    assert!(before >= 2, "{before} probes");
-    // The same table again (ipvsd sends one per version): nothing restarts,
-    // and results keep counting.
+    assert_eq!(probes_after(&engine, Duration::from_millis(50)).await, 1);
+    // The same table again (ipvsd sends one per version): nothing restarts.
     engine.update(targets(&yaml));
-    let after = probes_after(&engine, Duration::from_millis(200)).await;
-    assert!(after >= before + 2, "{before} then {after} probes");
-    assert_eq!(engine.targets()[0].health, Health::Up);
+    assert_eq!(probes_after(&engine, Duration::from_millis(50)).await, 1);
+    // A changed check does restart it.
+    engine.update(targets(&table(80, "{type: on, interval: 2s, timeout: 1s}")));
+    assert_eq!(probes_after(&engine, Duration::from_millis(50)).await, 2);
 }
 
 #[tokio::test]
 async fn a_changed_check_restarts_the_probe_keeping_the_verdict() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     let engine = engine();
-    engine.update(targets(&table(80, "{type: on}")));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine.update(targets(&table(
+        port,
+        "{interval: 50ms, timeout: 40ms, rise: 1}",
+    )));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(engine.targets()[0].health, Health::Up);
-    engine.update(targets(&table(80, "{type: off}")));
+    let _ = engine.take_reports();
+    // A new check whose first probe is up to 10 s off and needs three
+    // successes: the verdict so far stands meanwhile, and ipvsd is told
+    // nothing new.
+    engine.update(targets(&table(
+        port,
+        "{interval: 10s, timeout: 1s, rise: 3, fall: 3}",
+    )));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let view = &engine.targets()[0];
+    assert_eq!(view.health, Health::Up);
+    assert_eq!(view.probed, Health::Up);
+    assert!(engine.take_reports().is_empty());
+
+    engine.update(targets(&table(port, "{type: off}")));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let view = &engine.targets()[0];
     assert_eq!(view.health, Health::Down);

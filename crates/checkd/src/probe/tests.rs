@@ -1,7 +1,9 @@
 //! What a real server on loopback sees of a probe: the HTTP request as
-//! configured; and how the connection ends: a reset by default, a FIN with
-//! `close: fin`, and never a FIN before the reset (hyper shuts a
-//! connection down before it lets it go).
+//! configured, from the source address configured; how the connection
+//! ends: a reset by default, a FIN with `close: fin`, and never a FIN
+//! before the reset (hyper shuts a connection down before it lets it go);
+//! what an HTTP check makes of an answer (status codes, patterns, the body
+//! cap); and what is left of an external check after it.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -176,4 +178,85 @@ async fn an_external_check_that_exits_is_judged_at_once_though_a_child_holds_its
         started.elapsed()
     );
     assert!(gone(&pid_file).await, "the check's child outlived it");
+}
+
+/// Serves one HTTP exchange on loopback: answers `answer` and returns
+/// the address the probe came from.
+async fn answering(answer: &'static [u8]) -> (u16, tokio::task::JoinHandle<std::net::SocketAddr>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut stream, from) = listener.accept().await.unwrap();
+        read_request(&mut stream).await;
+        stream.write_all(answer).await.unwrap();
+        from
+    });
+    (port, server)
+}
+
+/// What an HTTP check makes of `answer`: `Ok` or the failure's reason.
+async fn http_verdict(check: &str, answer: &'static [u8]) -> Result<(), String> {
+    let (port, server) = answering(answer).await;
+    let result = Prober::new().probe(&target(port, check)).await;
+    server.await.unwrap();
+    result.map_err(|e| e.to_string())
+}
+
+const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 18\r\n\r\nmaintenance: yes\r\n";
+
+#[tokio::test]
+async fn status_codes_body_patterns_and_the_body_cap_decide_an_http_check() {
+    assert_eq!(
+        http_verdict("{type: http}", UNAVAILABLE).await,
+        Err("HTTP 503".into())
+    );
+    assert_eq!(
+        http_verdict("{type: http, status_codes: [200, 503]}", UNAVAILABLE).await,
+        Ok(())
+    );
+    let pattern =
+        "{type: http, status_codes: [503], receive: 'maint\\w+: (yes|no)', receive_regex: true}";
+    assert_eq!(http_verdict(pattern, UNAVAILABLE).await, Ok(()));
+    // Only the first max_body_bytes are read: "yes" lies past 15 bytes.
+    let capped = "{type: http, status_codes: [503], receive: 'yes', max_body_bytes: 15}";
+    assert_eq!(
+        http_verdict(capped, UNAVAILABLE).await,
+        Err("body does not contain \"yes\"".into())
+    );
+    let uncapped = "{type: http, status_codes: [503], receive: 'yes', max_body_bytes: 16}";
+    assert_eq!(http_verdict(uncapped, UNAVAILABLE).await, Ok(()));
+}
+
+#[tokio::test]
+async fn probes_leave_from_the_source_address_they_are_given() {
+    let (port, server) = answering(OK).await;
+    let check = "{type: http, source: 127.0.0.2}";
+    Prober::new().probe(&target(port, check)).await.unwrap();
+    assert_eq!(server.await.unwrap().ip().to_string(), "127.0.0.2");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tcp = target(port, "{type: tcp, source: 127.0.0.3}");
+    let prober = Prober::new();
+    let (result, accepted) = tokio::join!(prober.probe(&tcp), listener.accept());
+    result.unwrap();
+    assert_eq!(accepted.unwrap().1.ip().to_string(), "127.0.0.3");
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let udp = target(
+        port,
+        "{type: udp, send: ping, receive: pong, source: 127.0.0.4}",
+    );
+    let answer = async {
+        let mut buf = [0u8; 64];
+        let (_, from) = socket.recv_from(&mut buf).await.unwrap();
+        socket.send_to(b"pong", from).await.unwrap();
+        from
+    };
+    let prober = Prober::new();
+    let (result, from) = tokio::join!(prober.probe(&udp), answer);
+    result.unwrap();
+    assert_eq!(from.ip().to_string(), "127.0.0.4");
 }

@@ -167,6 +167,41 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
             },
             "service.check.close:",
         ),
+        (
+            pb::VirtualService {
+                check: Some(pb::CheckSpec {
+                    r#type: 42,
+                    ..pb::CheckSpec::default()
+                }),
+                ..base()
+            },
+            "service.check.type:",
+        ),
+        (
+            pb::VirtualService {
+                check: Some(pb::CheckSpec {
+                    r#type: pb::CheckType::Http.into(),
+                    receive: "ok(".into(),
+                    receive_regex: true,
+                    ..pb::CheckSpec::default()
+                }),
+                ..base()
+            },
+            "service.check.receive: not a regular expression",
+        ),
+        (
+            pb::VirtualService {
+                reals: vec![pb::RealServer {
+                    check: Some(pb::CheckSpec {
+                        interval_ms: Some(0),
+                        ..pb::CheckSpec::default()
+                    }),
+                    ..real("198.51.100.101")
+                }],
+                ..base()
+            },
+            "service.reals[0].check.interval:",
+        ),
     ];
     for (vs, field) in cases {
         let err = svc.put_service(put(vs)).await.unwrap_err();

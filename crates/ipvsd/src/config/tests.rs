@@ -84,6 +84,21 @@ fn invalid_services_name_the_field() {
             "virtual_services[0].fallback",
             "address family",
         ),
+        (
+            "    check: {interval: 1s, timeout: 1s}\n",
+            "virtual_services[0].check.timeout",
+            "shorter than the interval",
+        ),
+        (
+            "    check: {type: http, receive: 'ok(', receive_regex: true}\n",
+            "virtual_services[0].check.receive",
+            "not a regular expression",
+        ),
+        (
+            "    reals:\n      - address: 198.51.100.101\n        check: {type: udp}\n",
+            "virtual_services[0].reals[0].check.send",
+            "required for a udp check",
+        ),
     ] {
         let err = check(&service(extra)).unwrap_err();
         assert!(err.contains(&format!("field `{field}`")), "{extra}: {err}");
@@ -115,4 +130,26 @@ fn unknown_keys_are_refused_with_their_line() {
         err.contains(":4:") && err.contains("virtual_services[0].sheduler"),
         "{err}"
     );
+}
+
+#[test]
+fn a_check_that_cannot_parse_names_its_field_and_line() {
+    for (check, needle) in [
+        ("{interval: -1s}", "interval"),
+        ("{type: smtp}", "smtp"),
+        ("{rise: -2}", "rise"),
+    ] {
+        let err = check_yaml(check);
+        assert!(err.starts_with("/etc/tandem/ipvsd.yaml"), "{check}: {err}");
+        assert!(err.contains("virtual_services[0].check"), "{check}: {err}");
+        assert!(err.contains(needle), "{check}: {err}");
+        assert!(
+            err.starts_with("/etc/tandem/ipvsd.yaml:5:"),
+            "{check}: {err}"
+        );
+    }
+}
+
+fn check_yaml(spec: &str) -> String {
+    check(&service(&format!("    forward: masq\n    check: {spec}\n"))).unwrap_err()
 }
