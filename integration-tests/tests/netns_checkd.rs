@@ -84,21 +84,41 @@ impl Director {
         self.start_checkd_env(&[]);
     }
 
-    /// Starts checkd with extra environment variables.
-    fn start_checkd_env(&mut self, env: &[(&str, &str)]) {
-        let config = format!(
+    fn checkd_config(&self) -> String {
+        format!(
             "ipvsd_socket: {}\nmaintenance_dir: {}\nreconnect_max: 500ms\n\
              daemon:\n  metrics_listen: {METRICS}\n",
             self.path("ipvsd.sock").display(),
             self.path("maintenance").display()
-        );
+        )
+    }
+
+    /// Starts checkd with extra environment variables.
+    fn start_checkd_env(&mut self, env: &[(&str, &str)]) {
         self.checkd = Some(Daemon::start_configured_env(
             &self.host.ns,
             "checkd",
             self.dir.path(),
-            &config,
+            &self.checkd_config(),
             env,
         ));
+    }
+
+    /// Starts checkd under `wrapper` (a command that execs its arguments).
+    fn start_checkd_under(&mut self, wrapper: &[&str]) {
+        let (file, socket) = (self.path("checkd.yaml"), self.path("checkd.sock"));
+        std::fs::write(&file, self.checkd_config()).unwrap();
+        let mut command = self.host.ns.command(wrapper[0]);
+        command
+            .args(&wrapper[1..])
+            .arg(binary("checkd"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--listen")
+            .arg(&socket);
+        let mut checkd = Daemon::spawn_logging("checkd", command, &self.path("checkd.log"));
+        checkd.wait_for_socket(&socket);
+        self.checkd = Some(checkd);
     }
 
     fn real(&self, label: &str, addr: &str) -> Host {
@@ -340,6 +360,11 @@ fn rise_and_fall_count_exactly_and_flapping_within_fall_never_goes_down() {
         "{}",
         transitions[1].reason
     );
+    // Each transition logged once, not each probe.
+    let log = std::fs::read_to_string(d.path("checkd.log")).unwrap();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(lines("real server down"), 1, "{log}");
+    assert_eq!(lines("real server health"), 2, "{log}");
     d.wait_ipvsd("web", "198.51.100.21:80", ipb::Health::Up, Some(1));
 }
 
@@ -637,6 +662,34 @@ fn tcp_banner_udp_dns_icmp_and_external_checks_pass_and_fail_each_with_its_reaso
         assert!(sample(&metrics, &latencies) > 0.0, "{latencies}");
     }
     assert!(sample(&metrics, "tandem_checkd_transitions_total{health=\"down\"}") >= 15.0);
+}
+
+#[test]
+fn an_external_check_runs_without_checkds_ambient_capabilities() {
+    let mut d = Director::new("ck-caps");
+    d.start_ipvsd(
+        "virtual_services:\n  - name: ext\n    address: 198.51.100.10\n    port: 9090\n    forward: masq\n    \
+         check: {type: external, interval: 300ms, timeout: 250ms, rise: 1, fall: 1, command: [/bin/sh, -c, \
+         'grep -q \"^CapAmb:[[:space:]]*0*$\" /proc/self/status || { grep CapAmb /proc/self/status >&2; exit 1; }']}\n    \
+         reals:\n      - address: 198.51.100.31\n",
+    );
+    // As the unit runs it: CAP_NET_RAW (and CAP_NET_ADMIN) ambient.
+    d.start_checkd_under(&[
+        "setpriv",
+        "--inh-caps",
+        "+net_raw",
+        "--ambient-caps",
+        "+net_raw",
+    ]);
+    let pid = d.checkd.as_ref().unwrap().pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ambient = status.lines().find(|l| l.starts_with("CapAmb:")).unwrap();
+    assert!(
+        ambient.ends_with("0000000000002000"),
+        "checkd runs without the ambient capability the test gave it: {ambient}"
+    );
+    let t = d.wait_target("198.51.100.31:9090", ipb::Health::Up);
+    assert_eq!(t.last_failure, None, "the command saw ambient capabilities");
 }
 
 #[test]
