@@ -47,3 +47,24 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("a current-thread runtime")
         .block_on(f)
 }
+
+/// One `GET path` to `addr` (HTTP/1.1, `Connection: close`); the whole
+/// response, status line first. Panics on a socket error or after 5 s.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("sending to {addr}: {e}"));
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("reading from {addr}: {e}"));
+    response
+}

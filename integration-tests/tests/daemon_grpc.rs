@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tandem_daemon::client::{ClientTls, connect_tcp, connect_unix};
+use tandem_integration_tests::http_get;
 use tandem_integration_tests::pki::TestPki;
 use tandem_integration_tests::process::{Daemon, binary};
 use tandem_proto::resource::v1 as pb;
@@ -356,23 +357,6 @@ fn every_example_config_in_deploy_passes_check_config() {
         checked += 1;
     }
     assert_eq!(checked, 4, "one example per daemon in {}", dir.display());
-}
-
-/// A plain HTTP/1.1 GET over a real TCP socket; returns the whole response.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 #[test]

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tandem_integration_tests::block_on;
 use tandem_integration_tests::capture::{Capture, Frame};
 use tandem_integration_tests::netns::{Host, Lan};
 use tandem_integration_tests::pki::TestPki;
@@ -27,6 +26,7 @@ use tandem_integration_tests::servers::{
     HttpMode, HttpServer, banner_server, dns_server, recording_tls, self_signed_tls, tcp_responder,
     udp_echo, udp_responder,
 };
+use tandem_integration_tests::{block_on, http_get};
 use tandem_proto::check::v1 as cpb;
 use tandem_proto::ipvs::v1 as ipb;
 use tonic::transport::Channel;
@@ -136,21 +136,7 @@ impl Director {
     fn metrics(&self) -> String {
         self.host
             .ns
-            .enter(|| {
-                use std::io::{Read, Write};
-                let mut stream = std::net::TcpStream::connect(METRICS).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                write!(
-                    stream,
-                    "GET /metrics HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut response = String::new();
-                stream.read_to_string(&mut response).unwrap();
-                response
-            })
+            .enter(|| http_get(METRICS, "/metrics"))
             .unwrap()
     }
 
