@@ -211,6 +211,19 @@ impl Director {
         }
     }
 
+    /// Waits until `real` (ADDR:PORT), whose packets go nowhere, is down
+    /// for want of an answer: `timeout` or, once ARP gave up, unreachable.
+    fn wait_unanswered(&self, real: &str, timeout: &str) {
+        let t = self.wait_target(real, ipb::Health::Down);
+        assert!(
+            [timeout, "unreachable"]
+                .iter()
+                .any(|w| reason(&t).contains(w)),
+            "{real}: {}",
+            reason(&t)
+        );
+    }
+
     /// Waits until ipvsd shows `real` in `service` (by name) with `health`
     /// and `weight` (None: not in the kernel table); returns its detail.
     fn wait_ipvsd(
@@ -407,14 +420,7 @@ fn each_failure_names_its_reason_and_weights_follow() {
         ("198.51.100.23:443", "TLS: "),
     ];
     d.wait_all_down(&expect);
-    let link = d.wait_target("198.51.100.26:80", ipb::Health::Down);
-    assert!(
-        ["timeout after 200ms", "unreachable"]
-            .iter()
-            .any(|w| reason(&link).contains(w)),
-        "link down: {}",
-        reason(&link)
-    );
+    d.wait_unanswered("198.51.100.26:80", "timeout after 200ms");
     let healthy = d.wait_target("198.51.100.21:80", ipb::Health::Up);
     assert!(healthy.probes > 0);
     assert_eq!(healthy.last_failure, None, "the healthy real never failed");
@@ -610,14 +616,7 @@ fn tcp_banner_udp_dns_icmp_and_external_checks_pass_and_fail_each_with_its_reaso
         ("198.51.100.33:9090", "timeout after 200ms"),
     ];
     d.wait_all_down(&expect);
-    let absent = d.wait_target("198.51.100.35:8080", ipb::Health::Down);
-    assert!(
-        ["timeout after 200ms", "unreachable"]
-            .iter()
-            .any(|w| reason(&absent).contains(w)),
-        "no host: {}",
-        reason(&absent)
-    );
+    d.wait_unanswered("198.51.100.35:8080", "timeout after 200ms");
     for port in [25, 6379, 7, 53, 8080, 9090] {
         let t = d.wait_target(&format!("198.51.100.31:{port}"), ipb::Health::Up);
         assert_eq!(t.last_failure, None, "198.51.100.31:{port} never failed");
