@@ -456,8 +456,8 @@ fn the_default_check_finds_a_dead_real_within_three_seconds() {
         d.wait_target(real, ipb::Health::Up);
     }
     let died = unix_ms(SystemTime::now());
-    stopped.stop();
     hung.set(HttpMode::Hang);
+    stopped.stop();
     // The worst case: the last answer just before the failure, then two
     // failed probes an interval apart, the second after its timeout:
     // 1 s + 1 s + 800 ms.
@@ -658,21 +658,23 @@ fn an_external_check_runs_without_checkds_ambient_capabilities() {
          'grep -q \"^CapAmb:[[:space:]]*0*$\" /proc/self/status || { grep CapAmb /proc/self/status >&2; exit 1; }']}\n    \
          reals:\n      - address: 198.51.100.31\n",
     );
-    // As the unit runs it: CAP_NET_RAW (and CAP_NET_ADMIN) ambient.
-    d.start_checkd_under(&[
+    // As the unit runs it: CAP_NET_RAW (and CAP_NET_ADMIN) ambient. A
+    // command so started keeps it (the control); checkd drops it at start.
+    let ambient = [
         "setpriv",
         "--inh-caps",
         "+net_raw",
         "--ambient-caps",
         "+net_raw",
-    ]);
-    let pid = d.checkd.as_ref().unwrap().pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let ambient = status.lines().find(|l| l.starts_with("CapAmb:")).unwrap();
-    assert!(
-        ambient.ends_with("0000000000002000"),
-        "checkd runs without the ambient capability the test gave it: {ambient}"
-    );
+    ];
+    let control = Command::new(ambient[0])
+        .args(&ambient[1..])
+        .args(["/bin/sh", "-c", "grep CapAmb /proc/self/status"])
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(control.contains("0000000000002000"), "{control}");
+    d.start_checkd_under(&ambient);
     let t = d.wait_target("198.51.100.31:9090", ipb::Health::Up);
     assert_eq!(t.last_failure, None, "the command saw ambient capabilities");
 }

@@ -70,7 +70,7 @@ pub struct Transition {
 pub struct Report {
     /// The target.
     pub key: TargetKey,
-    /// Up or down.
+    /// Up, down, or unknown (again).
     pub health: Health,
     /// The reason (for a down real).
     pub detail: String,
@@ -452,10 +452,18 @@ impl Engine {
         table.dirty.extend(reports.iter().map(|r| r.key));
     }
 
-    /// Queues every target's health again (a new link to ipvsd).
+    /// Queues every target's known health again (a new link to ipvsd).
+    /// Unknown is not sent here: a checkd just started knows nothing yet,
+    /// and ipvsd's last verdict (a real down) stands until the probes
+    /// decide. A move to unknown is still sent, as any transition is.
     pub fn requeue_all(&self) {
         let mut table = self.table();
-        let keys: Vec<TargetKey> = table.entries.keys().copied().collect();
+        let keys: Vec<TargetKey> = table
+            .entries
+            .iter()
+            .filter(|(_, e)| e.health() != Health::Unknown)
+            .map(|(k, _)| *k)
+            .collect();
         table.dirty.extend(keys);
         self.shared.dirty.notify_one();
     }
@@ -531,9 +539,10 @@ pub fn health_name(health: Health) -> &'static str {
 
 /// When `target` is probed: from its phase, every interval. A probe that
 /// came due while the thread was held up (the host stalled, a burst ran
-/// long) goes at once, and the next keeps to the target's own slot:
-/// restarting the interval from the late probe would bunch every target
-/// one stall held up into one burst, every interval from then on.
+/// long) goes soon after (see [`held_up_wait`]), and the next keeps to the
+/// target's own slot: restarting the interval from the late probe would
+/// bunch every target one stall held up into one burst, every interval
+/// from then on.
 fn probe_ticks(target: &Target) -> Interval {
     let mut ticks =
         tokio::time::interval_at(Instant::now() + target.phase(), target.timing.interval);
@@ -545,7 +554,8 @@ fn probe_ticks(target: &Target) -> Interval {
 /// than ordinary scheduling lag, so a probe on time sets no extra timer.
 const HELD_UP: Duration = Duration::from_millis(20);
 
-/// What a probe held up `late` past its slot waits first: `share` (the
+/// What a probe held up `late` (past its slot, or past the end of its
+/// previous probe if that ran into the slot) waits first: `share` (the
 /// target's [`Target::stall_share`]) of the delay, at most of one interval.
 /// So the probes one stall held up go out over as long as the stall
 /// lasted, not all at the instant it ended (after 300 ms, 3,000 of 10,000
@@ -574,9 +584,13 @@ async fn probe_loop(engine: Engine, target: Arc<Target>) {
     }
     let mut ticks = probe_ticks(&target);
     let share = target.stall_share();
+    let mut ended = Instant::now();
     loop {
         let due = ticks.tick().await;
-        if let Some(wait) = held_up_wait(due.elapsed(), target.timing.interval, share) {
+        // A probe that ran into this slot made it late, not a stall: that
+        // lateness is not waited again (it would push the next one later).
+        let late = due.max(ended).elapsed();
+        if let Some(wait) = held_up_wait(late, target.timing.interval, share) {
             // Boxed, as the probe is: rare, and not in every idle task.
             Box::pin(tokio::time::sleep(wait)).await;
         }
@@ -584,8 +598,13 @@ async fn probe_loop(engine: Engine, target: Arc<Target>) {
         // Boxed: an idle target's task holds only this loop, not the
         // largest probe's state (10,000 idle tasks would hold 10,000).
         let result = Box::pin(engine.shared.prober.probe(&target)).await;
-        let latency = started.elapsed();
-        engine.record(&target, result.map_err(|e| e.to_string()), latency, &meter);
+        ended = Instant::now();
+        engine.record(
+            &target,
+            result.map_err(|e| e.to_string()),
+            ended - started,
+            &meter,
+        );
     }
 }
 

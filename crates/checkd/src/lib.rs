@@ -79,3 +79,11 @@ impl Daemon for Checkd {
         Ok(())
     }
 }
+
+/// Drops this thread's ambient capabilities, before any other thread
+/// starts: the unit grants `CAP_NET_ADMIN` and `CAP_NET_RAW` as ambient so
+/// that checkd has them, and checkd keeps them, but ambient ones would also
+/// pass to every `external` check's command.
+pub fn drop_ambient_capabilities() -> std::io::Result<()> {
+    Ok(rustix::thread::clear_ambient_capability_set()?)
+}

@@ -24,6 +24,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = tandem_checkd::drop_ambient_capabilities() {
+        eprintln!("checkd: dropping ambient capabilities (external checks would get them): {e}");
+    }
     let (socket, maintenance) = (cli.ipvsd_socket, cli.maintenance_dir);
     let own = Arc::new(move |config: &mut CheckdConfig| {
         if let Some(socket) = &socket {

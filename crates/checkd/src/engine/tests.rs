@@ -122,6 +122,16 @@ async fn an_override_lifted_before_any_verdict_reports_unknown() {
     assert_eq!(released[0].health, Health::Unknown);
     assert_eq!(released[0].detail, "");
     assert_eq!(engine.targets()[0].probed, Health::Unknown);
+    // A new link re-sends what is known, and unknown is not known: a
+    // checkd just started must not bring back a real ipvsd has down.
+    engine.requeue_all();
+    assert_eq!(engine.take_reports(), []);
+    engine.set_override(|_| true, Some(Health::Down));
+    let _ = engine.take_reports();
+    engine.requeue_all();
+    let again = engine.take_reports();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].health, Health::Down);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,14 +1,18 @@
 //! `external`: ldirectord's `checktype=external`, keepalived's MISC_CHECK.
 //! Runs the command (no shell) with the target in its environment; exit 0
-//! is healthy. The command runs in a process group of its own, without
-//! checkd's ambient capabilities; the whole group is killed when the
-//! command exits (so a background child cannot hold its stderr open) and
-//! when the probe is dropped at its timeout (so nothing piles up).
+//! is healthy. The command runs in a process group of its own; the whole
+//! group is killed when the command exits (so a background child cannot
+//! hold its stderr open) and when the probe is dropped at its timeout (so
+//! nothing piles up). It inherits no ambient capabilities: checkd drops
+//! them at start ([`crate::drop_ambient_capabilities`]).
 
+use std::os::fd::OwnedFd;
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
-use rustix::process::{Pid, Signal};
-use tokio::io::AsyncReadExt;
+use rustix::process::{Pid, PidfdFlags, Signal};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::process::{ChildStderr, Command};
 
 use super::ProbeError;
@@ -16,6 +20,9 @@ use crate::target::Target;
 
 /// How much of the command's stderr is kept for the reason.
 const STDERR_KEPT: usize = 1024;
+/// How long stderr may stay open once the group is killed (a process that
+/// left the group, or one stuck in the kernel, may hold it).
+const STDERR_AFTER_EXIT: Duration = Duration::from_millis(100);
 
 /// Runs `command` for `target`.
 pub async fn probe(command: &[String], target: &Target) -> Result<(), ProbeError> {
@@ -35,25 +42,32 @@ pub async fn probe(command: &[String], target: &Target) -> Result<(), ProbeError
         cmd.env("TANDEM_VIRTUAL_ADDRESS", vip.ip().to_string())
             .env("TANDEM_VIRTUAL_PORT", vip.port().to_string());
     }
-    without_ambient_capabilities(&mut cmd);
     let failed = |e: std::io::Error| ProbeError::Command(format!("{program}: {e}"));
     let mut child = cmd.spawn().map_err(failed)?;
+    // Declared after the child, so dropped before it: at the timeout the
+    // group goes while its leader is still unreaped and its id taken.
     let group = child.id().and_then(Group::of);
+    let Some(group) = group else {
+        return Err(ProbeError::Command(format!("{program}: no process id")));
+    };
+    let exited = group.exit_watch().map_err(failed)?;
     let mut stderr = child.stderr.take();
     let mut said = Vec::new();
-    let status = {
+    {
         // Drained while the command runs: a full pipe would stall it.
         let drain = read_kept(stderr.as_mut(), &mut said);
         tokio::pin!(drain);
         tokio::select! {
-            status = child.wait() => status,
-            () = &mut drain => child.wait().await,
+            ready = exited.readable() => drop(ready.map_err(failed)?),
+            () = &mut drain => drop(exited.readable().await.map_err(failed)?),
         }
     }
-    .map_err(failed)?;
+    // The leader has exited but is not reaped: its group id cannot have
+    // been handed out again.
     drop(group);
-    // Whatever the group left running is gone now: the rest comes at once.
-    read_kept(stderr.as_mut(), &mut said).await;
+    let status = child.wait().await.map_err(failed)?;
+    let _late =
+        tokio::time::timeout(STDERR_AFTER_EXIT, read_kept(stderr.as_mut(), &mut said)).await;
     verdict(program, status, &said)
 }
 
@@ -84,12 +98,26 @@ async fn read_kept(stderr: Option<&mut ChildStderr>, kept: &mut Vec<u8>) {
     }
 }
 
-/// The command's process group, killed when this is dropped.
+/// The command's process group (its leader's id), killed when this is
+/// dropped.
 struct Group(Pid);
 
 impl Group {
     fn of(leader: u32) -> Option<Self> {
         Pid::from_raw(i32::try_from(leader).ok()?).map(Self)
+    }
+
+    /// Readable once the leader has exited (a pidfd: it does not reap).
+    #[allow(
+        unsafe_code,
+        reason = "tokio's AsyncFd registration asks the caller to vouch for the fd"
+    )]
+    fn exit_watch(&self) -> std::io::Result<AsyncFd<OwnedFd>> {
+        let pidfd = rustix::process::pidfd_open(self.0, PidfdFlags::empty())?;
+        // SAFETY: an OwnedFd is open until it is dropped, which the AsyncFd
+        // owning it does last, and its raw fd never changes.
+        unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
     }
 }
 
@@ -97,19 +125,5 @@ impl Drop for Group {
     fn drop(&mut self) {
         // ESRCH: the group has already ended.
         let _ended = rustix::process::kill_process_group(self.0, Signal::KILL);
-    }
-}
-
-/// The unit gives checkd `CAP_NET_ADMIN` and `CAP_NET_RAW` as ambient
-/// capabilities; an operator's check script gets neither.
-#[allow(
-    unsafe_code,
-    reason = "pre_exec: the closure runs in the child between fork and exec"
-)]
-fn without_ambient_capabilities(cmd: &mut Command) {
-    // SAFETY: the closure only makes one prctl system call, which is
-    // async-signal-safe, allocates nothing and touches no lock.
-    unsafe {
-        cmd.pre_exec(|| Ok(rustix::thread::clear_ambient_capability_set()?));
     }
 }

@@ -116,9 +116,13 @@ async fn an_http_probe_sends_the_request_its_check_describes() {
 /// within a second: killed, it may take a moment to exit, and it may stay
 /// a zombie until its new parent reaps it.
 async fn gone(pid_file: &Path) -> bool {
-    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     for _ in 0..100 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             return true;
         };
         // "pid (comm) S ...": the state follows the command's closing paren.
@@ -142,7 +146,7 @@ fn leaving_a_child(pid_file: &Path, then: &str, timeout: &str) -> Target {
     target(
         80,
         &format!(
-            "{{type: external, interval: 2s, timeout: {timeout}, command: [/bin/sh, -c, 'sleep 30 & echo $! > {}; {then}']}}",
+            "{{type: external, interval: 2s, timeout: {timeout}, command: [/bin/sh, -c, 'sleep 30 & echo $! > {0}.new && mv {0}.new {0}; {then}']}}",
             pid_file.display()
         ),
     )
@@ -152,9 +156,9 @@ fn leaving_a_child(pid_file: &Path, then: &str, timeout: &str) -> Target {
 async fn an_external_check_killed_at_its_timeout_takes_its_children_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("sleep.pid");
-    let target = leaving_a_child(&pid_file, "wait", "300ms");
+    let target = leaving_a_child(&pid_file, "wait", "1s");
     let result = Prober::new().probe(&target).await;
-    assert_eq!(result.unwrap_err().to_string(), "timeout after 300ms");
+    assert_eq!(result.unwrap_err().to_string(), "timeout after 1s");
     assert!(
         gone(&pid_file).await,
         "the check's child outlived its timeout"
