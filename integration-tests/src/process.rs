@@ -96,16 +96,19 @@ impl Daemon {
         dir: &Path,
         config: &str,
     ) -> Self {
-        Self::start_configured_env(ns, name, dir, config, &[])
+        Self::start_configured_via(ns, name, dir, config, &[], &[])
     }
 
-    /// [`Daemon::start_configured`] with extra environment variables.
-    pub fn start_configured_env(
+    /// [`Daemon::start_configured`] with extra environment variables, and
+    /// under `wrapper` (a command that execs its arguments, as `setpriv`
+    /// does) unless it is empty.
+    pub fn start_configured_via(
         ns: &crate::netns::Netns,
         name: &str,
         dir: &Path,
         config: &str,
         env: &[(&str, &str)],
+        wrapper: &[&str],
     ) -> Self {
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, config).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
@@ -113,7 +116,15 @@ impl Daemon {
         let _ = std::fs::remove_file(&socket);
         let (file, listen) = (file.to_string_lossy(), socket.to_string_lossy());
         let args = ["--config", file.as_ref(), "--listen", listen.as_ref()];
-        let mut command = ns.command(&binary(name).to_string_lossy());
+        let program = binary(name);
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = ns.command(first);
+                command.args(rest).arg(&program);
+                command
+            }
+            None => ns.command(&program.to_string_lossy()),
+        };
         command.args(args).envs(env.iter().copied());
         let mut process = Self::spawn_logging(name, command, &dir.join(format!("{name}.log")));
         process.wait_for_socket(&socket);

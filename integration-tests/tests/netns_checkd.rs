@@ -81,7 +81,7 @@ impl Director {
     }
 
     fn start_checkd(&mut self) {
-        self.start_checkd_env(&[]);
+        self.start_checkd_via(&[], &[]);
     }
 
     fn checkd_config(&self) -> String {
@@ -93,32 +93,17 @@ impl Director {
         )
     }
 
-    /// Starts checkd with extra environment variables.
-    fn start_checkd_env(&mut self, env: &[(&str, &str)]) {
-        self.checkd = Some(Daemon::start_configured_env(
+    /// Starts checkd with extra environment variables, under `wrapper` (a
+    /// command that execs its arguments) unless it is empty.
+    fn start_checkd_via(&mut self, env: &[(&str, &str)], wrapper: &[&str]) {
+        self.checkd = Some(Daemon::start_configured_via(
             &self.host.ns,
             "checkd",
             self.dir.path(),
             &self.checkd_config(),
             env,
+            wrapper,
         ));
-    }
-
-    /// Starts checkd under `wrapper` (a command that execs its arguments).
-    fn start_checkd_under(&mut self, wrapper: &[&str]) {
-        let (file, socket) = (self.path("checkd.yaml"), self.path("checkd.sock"));
-        std::fs::write(&file, self.checkd_config()).unwrap();
-        let mut command = self.host.ns.command(wrapper[0]);
-        command
-            .args(&wrapper[1..])
-            .arg(binary("checkd"))
-            .arg("--config")
-            .arg(&file)
-            .arg("--listen")
-            .arg(&socket);
-        let mut checkd = Daemon::spawn_logging("checkd", command, &self.path("checkd.log"));
-        checkd.wait_for_socket(&socket);
-        self.checkd = Some(checkd);
     }
 
     fn real(&self, label: &str, addr: &str) -> Host {
@@ -497,7 +482,7 @@ fn https_checks_ask_for_the_virtualhost_by_sni_and_verify_against_the_trust_stor
     ));
     // The test CA is the trust store (rustls-native-certs reads SSL_CERT_FILE).
     let ca = pki.ca.to_str().unwrap().to_owned();
-    d.start_checkd_env(&[("SSL_CERT_FILE", &ca)]);
+    d.start_checkd_via(&[("SSL_CERT_FILE", &ca)], &[]);
     d.wait_ipvsd(
         "www.example.test",
         "198.51.100.21:443",
@@ -674,7 +659,7 @@ fn an_external_check_runs_without_checkds_ambient_capabilities() {
         .unwrap();
     let control = String::from_utf8_lossy(&control.stdout);
     assert!(control.contains("0000000000002000"), "{control}");
-    d.start_checkd_under(&ambient);
+    d.start_checkd_via(&[], &ambient);
     let t = d.wait_target("198.51.100.31:9090", ipb::Health::Up);
     assert_eq!(t.last_failure, None, "the command saw ambient capabilities");
 }

@@ -204,10 +204,8 @@ impl Target {
     /// ipvsd's table): spread evenly by a hash of its key, so 10,000
     /// targets are not probed in one burst.
     pub fn phase(&self) -> Duration {
-        let mut hasher = DefaultHasher::new();
-        self.key.hash(&mut hasher);
         let nanos = u64::try_from(self.timing.interval.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(hasher.finish() % nanos.max(1))
+        Duration::from_nanos(self.key_hash(()) % nanos.max(1))
     }
 
     /// A share in [0, 1) from a second hash of the key, unrelated to
@@ -215,12 +213,18 @@ impl Target {
     /// waits once the stall is over (targets a stall held up have
     /// neighbouring phases, so their phases would not spread them).
     pub fn stall_share(&self) -> f64 {
-        let mut hasher = DefaultHasher::new();
-        (self.key, "stall").hash(&mut hasher);
         // The top 53 bits: exactly an f64 in [0, 1).
         #[allow(clippy::cast_precision_loss, reason = "53 bits fit an f64 exactly")]
-        let share = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+        let share = (self.key_hash("stall") >> 11) as f64 / (1u64 << 53) as f64;
         share
+    }
+
+    /// A hash of the key and `salt` (`()` adds nothing to the key's).
+    fn key_hash(&self, salt: impl Hash) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.key.hash(&mut hasher);
+        salt.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The check type's name, for metrics.

@@ -46,16 +46,15 @@ pub async fn probe(command: &[String], target: &Target) -> Result<(), ProbeError
     let mut child = cmd.spawn().map_err(failed)?;
     // Declared after the child, so dropped before it: at the timeout the
     // group goes while its leader is still unreaped and its id taken.
-    let group = child.id().and_then(Group::of);
-    let Some(group) = group else {
-        return Err(ProbeError::Command(format!("{program}: no process id")));
+    let (Some(group), Some(mut stderr)) = (child.id().and_then(Group::of), child.stderr.take())
+    else {
+        unreachable!("a child just spawned, with stderr piped, has both");
     };
     let exited = group.exit_watch().map_err(failed)?;
-    let mut stderr = child.stderr.take();
     let mut said = Vec::new();
     {
         // Drained while the command runs: a full pipe would stall it.
-        let drain = read_kept(stderr.as_mut(), &mut said);
+        let drain = read_kept(&mut stderr, &mut said);
         tokio::pin!(drain);
         tokio::select! {
             ready = exited.readable() => drop(ready.map_err(failed)?),
@@ -66,8 +65,7 @@ pub async fn probe(command: &[String], target: &Target) -> Result<(), ProbeError
     // been handed out again.
     drop(group);
     let status = child.wait().await.map_err(failed)?;
-    let _late =
-        tokio::time::timeout(STDERR_AFTER_EXIT, read_kept(stderr.as_mut(), &mut said)).await;
+    let _late = tokio::time::timeout(STDERR_AFTER_EXIT, read_kept(&mut stderr, &mut said)).await;
     verdict(program, status, &said)
 }
 
@@ -87,10 +85,7 @@ fn verdict(program: &str, status: ExitStatus, stderr: &[u8]) -> Result<(), Probe
 
 /// Reads `stderr` to its end, keeping the first [`STDERR_KEPT`] bytes in
 /// `kept`; read errors end it.
-async fn read_kept(stderr: Option<&mut ChildStderr>, kept: &mut Vec<u8>) {
-    let Some(stderr) = stderr else {
-        return;
-    };
+async fn read_kept(stderr: &mut ChildStderr, kept: &mut Vec<u8>) {
     let mut chunk = [0u8; 512];
     while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
         let room = STDERR_KEPT.saturating_sub(kept.len());
